@@ -1,0 +1,60 @@
+"""kvmcede: an executable model of KVM on POWER7 ceding a hardware thread in real mode.
+
+Linux commit 19ccb76a1938 ("KVM: PPC: Implement H_CEDE for book3s_hv in real-mode
+code", 2011) lets an idle guest vcpu nap in the guest partition instead of pulling the
+whole SMT4 core out of the guest.  This package models that protocol step by step and
+drives the one model with two schedulers: a timed simulator (:func:`simulate`) and an
+interleaving explorer (:func:`explore`).
+"""
+
+from .config import ABLATIONS, BUGS, TIMEBASE_HZ, Config, CostModel
+from .guest import (
+    Busy,
+    Confer,
+    Idle,
+    Interrupt,
+    Mmio,
+    Prod,
+    RemoteProd,
+    Signal,
+    Workload,
+    random_workload,
+)
+from .invariants import INVARIANTS, check_state, check_step
+from .model import Model, Step
+from .sim import InvariantViolation, simulate, thread_activity, vcpu_activity
+from .state import Machine
+from .trace import Event, Metrics, Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABLATIONS",
+    "BUGS",
+    "INVARIANTS",
+    "TIMEBASE_HZ",
+    "Busy",
+    "Confer",
+    "Config",
+    "CostModel",
+    "Event",
+    "Idle",
+    "Interrupt",
+    "InvariantViolation",
+    "Machine",
+    "Metrics",
+    "Mmio",
+    "Model",
+    "Prod",
+    "RemoteProd",
+    "Signal",
+    "Step",
+    "Trace",
+    "Workload",
+    "check_state",
+    "check_step",
+    "random_workload",
+    "simulate",
+    "thread_activity",
+    "vcpu_activity",
+]

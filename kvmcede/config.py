@@ -1,0 +1,207 @@
+"""Configuration: the machine, the policy, the bugs and ablations, the cost model.
+
+Everything that changes the behaviour of the model is a field of :class:`Config`; the
+variants of the protocol are parameters of one semantics, never copies of it.
+Invalid values raise :class:`ValueError` naming the field and what it allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+__all__ = ["ABLATIONS", "BUGS", "TIMEBASE_HZ", "Config", "CostModel"]
+
+#: POWER7 timebase frequency (Hz).  The timebase ticks at 512 MHz on POWER7 systems
+#: (Linux reads it from the device tree's ``timebase-frequency``; 512000000 on POWER7).
+TIMEBASE_HZ = 512_000_000
+
+#: Historical bugs that shipped, each switchable (all off by default).
+BUGS: dict[str, str] = {
+    "prodded_branch": (
+        "3.1-3.5: the branch to the prodded case of kvmppc_h_cede used local label '1f' "
+        "and landed on the nap sequence instead (fixed by 04f995a5, Aug 2012)"),
+    "hprod_wakes_caller": (
+        "3.2-4.9: H_PROD set the target's prodded flag but woke the calling vcpu's wait "
+        "queue, so a sleeping target stayed asleep (fixed by 8464c884, 2016)"),
+}
+
+#: Teaching ablations: each removes one line's worth of the protocol.
+ABLATIONS: dict[str, str] = {
+    "no_ipi_on_exit": "the first exiter does not IPI the threads in napping_threads",
+    "no_exit_recheck": "kvmppc_h_cede does not re-read entry_exit_count after setting its "
+                       "napping bit",
+    "no_prodded_check": "kvmppc_h_cede does not test vcpu->arch.prodded",
+    "no_nv_save": "kvmppc_h_cede naps without saving the NV GPRs and FPRs",
+    "no_cede_sync": "no sync between setting ceded and reading prodded (only visible in "
+                    "memory mode 'store_buffer')",
+}
+
+POLICIES = ("realmode", "host")
+CPUS = ("POWER7", "PPC970")
+MEMORY_MODES = ("sc", "store_buffer")
+
+
+def _us(x: float) -> int:
+    return round(x * TIMEBASE_HZ / 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """Cost of each step, in timebase ticks: the time from the moment a step can run to
+    the moment its effect happens (the simulator runs a step ``cost`` ticks after it
+    became enabled).
+
+    Sources: ``hdec_poke`` — the code comment in book3s_hv_rmhandlers.S says every thread
+    takes the HDEC interrupt "within ~2ns" of the poke; ``nap_wakeup`` — pseries cpuidle
+    (drivers/cpuidle/cpuidle-pseries.c) gives the CEDE idle state an exit latency of
+    10 us, the guest-visible cost of a cede/wake round trip.  All other defaults are
+    **illustrative**: orders of magnitude for a 2011 POWER7 host, chosen so that a
+    partition switch costs a few microseconds and a host scheduler wake-up tens of
+    microseconds.  Change them to see which conclusions depend on them (few do: the
+    counts of exits, IPIs and naps do not depend on costs at all).
+    """
+
+    #: A few dozen real-mode instructions between two shared accesses (illustrative).
+    realmode_step: int = _us(0.1)
+    #: Guest exit: save guest state, switch partition, restore host state (illustrative).
+    partition_switch: int = _us(1.5)
+    #: Guest entry: load guest state and switch the partition (illustrative).
+    guest_entry: int = _us(1.5)
+    #: HDEC poke reaching every thread ("within ~2ns", rmhandlers comment).
+    hdec_poke: int = 1
+    #: XICS IPI from store to MFRR until the target thread takes it (illustrative).
+    ipi_latency: int = _us(0.5)
+    #: Wake-up from nap through the system reset vector (cpuidle-pseries CEDE: 10 us).
+    nap_wakeup: int = _us(10)
+    #: Saving NV GPRs and FP/VMX/VSX state before nap (illustrative).
+    nap_save: int = _us(0.3)
+    #: One host-side step under vc->lock (illustrative).
+    host_step: int = _us(1)
+    #: Host exit handling for the whole vcore after __kvmppc_vcore_entry (illustrative).
+    host_exit_handling: int = _us(3)
+    #: Host scheduler wake-up of a sleeping task (illustrative).
+    host_wakeup: int = _us(20)
+    #: hrtimer expiry to the tasklet running kvmppc_decrementer_func (illustrative).
+    hrtimer_latency: int = _us(5)
+    #: Round trip through userspace (QEMU) for an MMIO emulation (illustrative).
+    mmio_emulation: int = _us(20)
+    #: Host handling of an hcall in kvmppc_pseries_do_hcall (illustrative).
+    hcall_in_host: int = _us(2)
+    #: Draining one store from a store buffer (store-buffer memory mode; illustrative).
+    store_drain: int = 10
+    #: Period of the host's timer tick, which the host loads into HDEC at guest entry;
+    #: HZ=100 as in the ppc64 defconfigs of the time (illustrative).
+    host_tick: int = _us(10_000)
+
+    def validate(self) -> None:
+        """Raise ValueError naming any cost that is not a non-negative integer."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(
+                    f"costs.{f.name} must be a non-negative integer number of timebase "
+                    f"ticks, got {v!r}")
+        if self.host_tick <= 0:
+            raise ValueError("costs.host_tick must be > 0 ticks")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """One machine and one variant of the protocol.
+
+    ``threads_per_core``: SMT mode of the core, 1, 2 or 4 (POWER7 SMT4 by default).
+    ``vcpus``: vcpus of the single vcore, 1..threads_per_core.
+    ``policy``: ``"realmode"`` (commit 19ccb76a: H_CEDE handled in real mode, nap) or
+    ``"host"`` (before it: every H_CEDE exits the whole core to the host; the details of
+    the pre-commit host handler are **inferred**, see :mod:`kvmcede.host`).
+    ``cpu``: ``"POWER7"`` or ``"PPC970"`` (no nap in the guest: kvmppc_h_cede always
+    returns H_TOO_HARD; SMT1 only).
+    ``bugs``: names from :data:`BUGS`; ``ablations``: names from :data:`ABLATIONS`.
+    ``memory``: ``"sc"`` (sequentially consistent) or ``"store_buffer"``.
+    ``seed``: seed of random workloads built from this configuration.
+    """
+
+    threads_per_core: int = 4
+    vcpus: int = 4
+    policy: str = "realmode"
+    cpu: str = "POWER7"
+    bugs: frozenset[str] = frozenset()
+    ablations: frozenset[str] = frozenset()
+    memory: str = "sc"
+    costs: CostModel = field(default_factory=CostModel)
+    timebase_hz: int = TIMEBASE_HZ
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of names for bugs/ablations (lists from a widget or JSON).
+        for name in ("bugs", "ablations"):
+            v = getattr(self, name)
+            if isinstance(v, str):
+                raise ValueError(f"{name} must be a collection of names, not the string "
+                                 f"{v!r}; use e.g. {name}=[{v!r}]")
+            if not isinstance(v, frozenset):
+                object.__setattr__(self, name, frozenset(v))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field and its allowed values."""
+        if self.threads_per_core not in (1, 2, 4) or isinstance(self.threads_per_core, bool):
+            raise ValueError(f"threads_per_core must be 1, 2 or 4, got "
+                             f"{self.threads_per_core!r}")
+        if (not isinstance(self.vcpus, int) or isinstance(self.vcpus, bool)
+                or not 1 <= self.vcpus <= self.threads_per_core):
+            raise ValueError(f"vcpus must be an integer from 1 to threads_per_core "
+                             f"({self.threads_per_core}), got {self.vcpus!r}")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.cpu not in CPUS:
+            raise ValueError(f"cpu must be one of {CPUS}, got {self.cpu!r}")
+        if self.cpu == "PPC970" and self.threads_per_core != 1:
+            raise ValueError("threads_per_core must be 1 when cpu is 'PPC970' (no SMT in "
+                             f"HV KVM on PPC970), got {self.threads_per_core}")
+        bad = sorted(set(self.bugs) - set(BUGS))
+        if bad:
+            raise ValueError(f"bugs: unknown name(s) {bad}; allowed: {sorted(BUGS)}")
+        bad = sorted(set(self.ablations) - set(ABLATIONS))
+        if bad:
+            raise ValueError(f"ablations: unknown name(s) {bad}; allowed: "
+                             f"{sorted(ABLATIONS)}")
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if not isinstance(self.costs, CostModel):
+            raise ValueError(f"costs must be a CostModel, got {type(self.costs).__name__}")
+        self.costs.validate()
+        if (not isinstance(self.timebase_hz, int) or isinstance(self.timebase_hz, bool)
+                or self.timebase_hz <= 0):
+            raise ValueError(f"timebase_hz must be a positive integer, got "
+                             f"{self.timebase_hz!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with some fields changed (validated like a new Config)."""
+        return replace(self, **changes)
+
+    def ticks(self, us: float) -> int:
+        """Microseconds to timebase ticks at this configuration's timebase."""
+        return round(us * self.timebase_hz / 1_000_000)
+
+    def us(self, ticks: int) -> float:
+        """Timebase ticks to microseconds."""
+        return ticks * 1_000_000 / self.timebase_hz
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (sorted names) that :meth:`from_dict` reverses exactly."""
+        return {
+            "threads_per_core": self.threads_per_core, "vcpus": self.vcpus,
+            "policy": self.policy, "cpu": self.cpu, "bugs": sorted(self.bugs),
+            "ablations": sorted(self.ablations), "memory": self.memory,
+            "costs": {f.name: getattr(self.costs, f.name) for f in fields(self.costs)},
+            "timebase_hz": self.timebase_hz, "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        d = dict(d)
+        d["costs"] = CostModel(**d.get("costs", {}))
+        return cls(**d)

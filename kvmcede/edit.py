@@ -1,0 +1,110 @@
+"""Steps, and the scratch copy of a state that one step edits.
+
+A :class:`Step` names one atomic action of one actor at the grain of the kernel code.
+:class:`Edit` is the mutable working copy that a step function changes; ``freeze()``
+turns it back into an immutable :class:`~kvmcede.state.Machine`.  Keeping all mutation
+inside one ``Edit`` is what lets the step functions read like the kernel code they model
+while the states stay immutable and hashable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from .state import Machine, Store, Task, Thread, Vcore, Vcpu
+from .trace import Event
+
+if TYPE_CHECKING:
+    from .model import Model
+
+__all__ = ["PRODDER", "Edit", "Step"]
+
+#: Writer id of the remote H_PROD actor in store buffers.
+PRODDER = 99
+
+
+class Step(NamedTuple):
+    """One atomic step: ``actor`` kind ("thread", "task", "timer", "world", "prodder",
+    "drain"), the actor's index (thread, vcpu or writer id) and the step's kernel name."""
+
+    actor: str
+    index: int
+    name: str
+
+    def label(self) -> str:
+        """Human-readable: ``thread 2: kvmppc_h_cede``."""
+        return f"{self.actor} {self.index}: {self.name}"
+
+
+class Edit:
+    """Mutable working copy of a :class:`Machine` for the duration of one step."""
+
+    __slots__ = ("budget", "events", "m", "now", "prodder", "stores", "tasks", "threads",
+                 "vcore", "vcpus")
+
+    def __init__(self, m: Model, s: Machine, now: int) -> None:
+        self.m = m
+        self.now = now
+        self.threads: list[Thread] = list(s.threads)
+        self.vcore: Vcore = s.vcore
+        self.vcpus: list[Vcpu] = list(s.vcpus)
+        self.tasks: list[Task] = list(s.tasks)
+        self.stores: tuple[Store, ...] = s.stores
+        self.prodder = s.prodder
+        self.budget = s.budget
+        self.events: list[Event] = []
+
+    # ---- edits -------------------------------------------------------------------------
+    def thread(self, i: int, **kw: object) -> None:
+        self.threads[i] = self.threads[i]._replace(**kw)
+
+    def vcpu(self, v: int, **kw: object) -> None:
+        self.vcpus[v] = self.vcpus[v]._replace(**kw)
+
+    def task(self, v: int, **kw: object) -> None:
+        self.tasks[v] = self.tasks[v]._replace(**kw)
+
+    def vc(self, **kw: object) -> None:
+        self.vcore = self.vcore._replace(**kw)
+
+    def event(self, kind: str, thread: int = -1, vcpu: int = -1, detail: str = "",
+              arg: int = -1) -> None:
+        self.events.append(Event(self.now, thread, vcpu, kind, detail, arg))
+
+    def spend(self, which: int) -> None:
+        """Use one unit of environment budget ``which`` (explorer only)."""
+        b = list(self.budget)
+        b[which] -= 1
+        self.budget = tuple(b)
+
+    # ---- memory with optional store buffers (memory mode "store_buffer") ---------------
+    def store(self, writer: int, field: str, v: int, value: int, buffered: bool) -> None:
+        """Store ``vcpu[v].field = value``; in store-buffer mode a ``buffered`` store sits
+        in the writer's FIFO until a ``drain`` step makes it visible to others."""
+        if buffered and self.m.config.memory == "store_buffer":
+            self.stores = (*self.stores, Store(writer, field, v, value))
+        else:
+            self.vcpu(v, **{field: value})
+
+    def load(self, reader: int, field: str, v: int) -> int:
+        """Load ``vcpu[v].field`` as ``reader`` sees it: its own newest buffered store to
+        that location if any (store forwarding), else memory."""
+        for st in reversed(self.stores):
+            if st.writer == reader and st.field == field and st.vcpu == v:
+                return st.value
+        return getattr(self.vcpus[v], field)
+
+    def drain_all(self, writer: int) -> None:
+        """Make all of ``writer``'s buffered stores visible, oldest first (what ``sync``
+        or a lock does before the writer goes on)."""
+        keep = []
+        for st in self.stores:
+            if st.writer == writer:
+                self.vcpu(st.vcpu, **{st.field: st.value})
+            else:
+                keep.append(st)
+        self.stores = tuple(keep)
+
+    def freeze(self) -> Machine:
+        return Machine(tuple(self.threads), self.vcore, tuple(self.vcpus), tuple(self.tasks),
+                       self.stores, self.prodder, self.budget)

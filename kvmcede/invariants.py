@@ -1,0 +1,191 @@
+"""The invariants of reference section 10 (and a few consequences), as named checks.
+
+:func:`check_step` checks one step (the state before, the step, the state after) and
+returns the broken invariants as ``(name, message)`` pairs.  The simulator can run it
+after every step (``simulate(..., check_invariants=True)``); the explorer runs it on
+every transition it discovers.  :data:`INVARIANTS` describes each one.
+"""
+
+from __future__ import annotations
+
+from .edit import Step
+from .state import (
+    BOOK3S_IRQPRIO_EXTERNAL,
+    BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
+    H_SUCCESS,
+    KVMPPC_VCPU_RUNNABLE,
+    REGS_LOST,
+    VCORE_INACTIVE,
+    VCORE_RUNNING,
+    VCORE_SLEEPING,
+    Machine,
+    entry_count,
+    exit_count,
+)
+
+__all__ = ["INVARIANTS", "check_state", "check_step"]
+
+#: name -> (reference section 10 item or "consequence", what must hold)
+INVARIANTS: dict[str, tuple[str, str]] = {
+    "entry_only_while_no_exit": (
+        "10.1", "the entry count is incremented only while the exit count is 0"),
+    "nap_leaves_one_awake": (
+        "10.2", "popcount(napping_threads) < entry count: one entered thread stays awake"),
+    "cede_handled_before_nap": (
+        "10.3", "a vcpu past kvmppc_h_cede's prodded test has trap = 0 and r3 = H_SUCCESS"),
+    "nap_is_flagged": (
+        "10.2", "a thread napping in H_CEDE has paca napping = 1 and its napping_threads "
+        "bit set"),
+    "first_exiter_ipis_nappers": (
+        "10.4", "after the first exiter's poke every napping thread but itself has an IPI"),
+    "woken_napper_checks_exit": (
+        "10.5", "a woken napper re-enters iff no exit is in progress"),
+    "primary_leaves_last": (
+        "10.6", "the primary leaves when exit count == entry count; secondaries when "
+        "in_guest == 0; the host reads vcpu state when nap_count >= n_woken"),
+    "ptids_in_order": (
+        "10.7", "ptids: vcpus not ceded first in list order, then ceded; every runnable "
+        "vcpu started (policy realmode)"),
+    "ceded_vcpu_has_timer": (
+        "10.8", "a runnable ceded vcpu outside the guest has its DEC hrtimer armed or a "
+        "DEC queued"),
+    "vcore_runs_only_when_ready": (
+        "10.9", "the vcore starts only from INACTIVE with n_busy == 0, and sleeps only if "
+        "every runnable vcpu is ceded"),
+    "one_interrupt_per_entry": (
+        "10.10", "at most one interrupt synthesized at entry, external first; ceded = 0"),
+    "nv_registers_preserved": (
+        "consequence", "guest code always sees the NV GPRs/FPRs it last wrote"),
+    "counts_consistent": (
+        "consequence", "exit count <= entry count <= threads started"),
+    "no_napper_after_exit": (
+        "consequence", "no thread is left napping in H_CEDE once the core has left"),
+}
+
+_EXT = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
+_PAST_PRODDED_TEST = frozenset({"kvmppc_h_cede.napping_threads", "kvmppc_h_cede.recheck",
+                                "kvmppc_h_cede.nap", "nap"})
+
+
+def check_state(m, s: Machine) -> list[tuple[str, str]]:
+    """Invariants that are properties of one state."""
+    bad: list[tuple[str, str]] = []
+    vc = s.vcore
+    eec = vc.entry_exit_count
+    entered = entry_count(eec)
+    nt = vc.napping_threads
+    if nt and nt.bit_count() >= entered:
+        bad.append(("nap_leaves_one_awake", f"napping_threads = {nt:#06b} with entry count "
+                    f"{entered}"))
+    for i, t in enumerate(s.threads):
+        loc = t.loc
+        if loc in _PAST_PRODDED_TEST and t.vcpu >= 0:
+            u = s.vcpus[t.vcpu]
+            if u.trap != 0 or u.r3 != H_SUCCESS:
+                bad.append(("cede_handled_before_nap", f"thread {i} at {loc} with vcpu "
+                            f"{t.vcpu}: trap = {u.trap:#x}, r3 = {u.r3:#x}"))
+        if loc == "nap":
+            ptid = s.vcpus[t.vcpu].ptid if t.vcpu >= 0 else i
+            if not t.napping or not nt >> ptid & 1:
+                bad.append(("nap_is_flagged", f"thread {i} naps in H_CEDE with paca napping "
+                            f"= {t.napping} and napping_threads = {nt:#06b}"))
+            if s.threads[0].loc == "host":  # the primary has left the partition
+                bad.append(("no_napper_after_exit", f"thread {i} (vcpu {t.vcpu}) still naps "
+                            "in H_CEDE but the core has left the guest"))
+        if loc == "guest" and t.vcpu >= 0:
+            u = s.vcpus[t.vcpu]
+            if t.gprs != u.gpr_expect or t.fprs != u.fpr_expect:
+                lost = "lost in nap" if REGS_LOST in (t.gprs, t.fprs) else "stale"
+                bad.append(("nv_registers_preserved", f"vcpu {t.vcpu} runs with NV regs "
+                            f"tag {t.gprs}/{t.fprs} ({lost}), it last wrote "
+                            f"{u.gpr_expect}/{u.fpr_expect}"))
+    started = vc.n_woken + 1
+    if exit_count(eec) > entered or (entered > started and vc.vcore_state == VCORE_RUNNING):
+        bad.append(("counts_consistent", f"entry count {entered}, exit count "
+                    f"{exit_count(eec)}, threads started {started}"))
+    if vc.vcore_state != VCORE_RUNNING:
+        for v in vc.runnable:
+            u = s.vcpus[v]
+            if (u.state == KVMPPC_VCPU_RUNNABLE and u.ceded and not u.timer_running
+                    and not u.pending_exceptions and _on_no_thread(s, v)):
+                bad.append(("ceded_vcpu_has_timer", f"vcpu {v} is ceded in the host with "
+                            "no DEC hrtimer and nothing queued"))
+    return bad
+
+
+def _on_no_thread(s: Machine, v: int) -> bool:
+    return all(t.vcpu != v or t.loc in ("secondary_nap", "host") for t in s.threads)
+
+
+def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]]:
+    """Invariants of one step ``prev --step--> s`` (including those of ``s``)."""
+    bad = check_state(m, s)
+    pv, nv = prev.vcore, s.vcore
+    pe, ne = pv.entry_exit_count, nv.entry_exit_count
+    # 10.1: the entry count grows only while nobody has started exiting.
+    if entry_count(ne) > entry_count(pe) and exit_count(pe) != 0 and (
+            nv.vcore_state == VCORE_RUNNING and pv.vcore_state == VCORE_RUNNING):
+        bad.append(("entry_only_while_no_exit", f"entry count {entry_count(pe)} -> "
+                    f"{entry_count(ne)} with exit count {exit_count(pe)}"))
+    if step.actor == "thread":
+        i = step.index
+        pt = prev.threads[i]
+        t = s.threads[i]
+        if pt.loc == "hdec_soon.poke":
+            for j in range(len(s.threads)):
+                if j != i and pv.napping_threads >> j & 1 and not s.threads[j].ipi:
+                    bad.append(("first_exiter_ipis_nappers", f"thread {j} is in "
+                                f"napping_threads {pv.napping_threads:#06b} but thread {i} "
+                                "did not IPI it"))
+        elif pt.loc == "kvm_end_cede.check":
+            reenter = t.loc == "kvmppc_cede_reentry"
+            if reenter != (exit_count(pe) == 0):
+                bad.append(("woken_napper_checks_exit", f"thread {i} went to {t.loc} with "
+                            f"exit count {exit_count(pe)}"))
+        elif pt.loc == "hdec_soon.wait_exits":
+            if exit_count(pe) != entry_count(pe):
+                bad.append(("primary_leaves_last", f"primary left with entry count "
+                            f"{entry_count(pe)} and exit count {exit_count(pe)}"))
+        elif pt.loc in ("hdec_soon.wait_in_guest", "secondary_too_late"):
+            if pv.in_guest != 0:
+                bad.append(("primary_leaves_last", f"secondary {i} left while in_guest = 1"))
+        elif pt.loc == "kvmppc_cede_reentry" and pt.vcpu >= 0:
+            u0, u1 = prev.vcpus[pt.vcpu], s.vcpus[pt.vcpu]
+            if u1.ceded:
+                bad.append(("one_interrupt_per_entry", f"vcpu {pt.vcpu} still ceded after "
+                            "kvmppc_cede_reentry"))
+            if (u0.vector == 0 and u0.msr_ee and u0.pending_exceptions & _EXT
+                    and u1.vector != 0x500):
+                bad.append(("one_interrupt_per_entry", f"vcpu {pt.vcpu}: external pending "
+                            f"with EE on, but vector {u1.vector:#x} synthesized"))
+    elif step.actor == "task":
+        pl, nl = prev.tasks[step.index].loc, s.tasks[step.index].loc
+        if nl == "kvmppc_run_core" and pl != "kvmppc_run_core":
+            if pv.vcore_state != VCORE_INACTIVE or pv.n_busy:
+                bad.append(("vcore_runs_only_when_ready", f"vcore started from state "
+                            f"{pv.vcore_state} with n_busy {pv.n_busy}"))
+            bad.extend(_check_ptids(m, prev, s))
+        elif pl == "kvmppc_run_core" and nl != "kvmppc_run_core":
+            if pv.nap_count < pv.n_woken:
+                bad.append(("primary_leaves_last", f"host read vcpu state with nap_count "
+                            f"{pv.nap_count} < n_woken {pv.n_woken}"))
+        elif nl == "kvmppc_vcore_blocked.schedule":
+            busy = [v for v in nv.runnable if not s.vcpus[v].ceded]
+            if busy or nv.vcore_state != VCORE_SLEEPING:
+                bad.append(("vcore_runs_only_when_ready", f"vcore sleeps while vcpus {busy} "
+                            "are not ceded"))
+    return bad
+
+
+def _check_ptids(m, prev: Machine, s: Machine) -> list[tuple[str, str]]:
+    run = prev.vcore.runnable
+    busy = [v for v in run if not prev.vcpus[v].ceded]
+    ceded = [v for v in run if prev.vcpus[v].ceded]
+    expect = busy + ceded if m.config.policy == "realmode" else busy
+    got = sorted((s.vcpus[v].ptid, v) for v in expect)
+    if [v for _, v in got] != expect or [p for p, _ in got] != list(range(len(expect))):
+        return [("ptids_in_order", f"expected ptid order {expect}, got {got}")]
+    for p, v in enumerate(expect):
+        if s.threads[p].vcpu != v:
+            return [("ptids_in_order", f"vcpu {v} (ptid {p}) not started on thread {p}")]
+    return []

@@ -1,0 +1,271 @@
+"""The timed simulator: run the model, always taking the earliest ready step.
+
+Timing rule (the contract): a step becomes *ready* ``cost`` ticks after it became
+enabled — after the actor's previous step, or after the moment its guard turned true,
+whichever is later.  The simulator always runs the ready step with the smallest time;
+ties go to the step that comes first in :meth:`Model.enabled` order (threads, tasks,
+timers, the remote prodder, store drains), then environment events.  Environment events
+happen at their own times: a guest DEC at ``dec_expires``, the host tick every
+``costs.host_tick`` while the core is in the guest, scripted events at ``at_us``.
+
+A busy burst is the only preemptible step: if its thread leaves the guest (an IPI, the
+HDEC) before the burst ends, the time already run is kept and the rest runs after the
+vcpu re-enters.
+
+Everything is integer arithmetic on timebase ticks, so the same inputs give the same
+trace, bit for bit.
+"""
+
+from __future__ import annotations
+
+from .config import Config
+from .edit import Step
+from .guest import Interrupt, Mmio, RemoteProd, Workload
+from .invariants import check_step
+from .model import Model
+from .state import KVMPPC_VCPU_STOPPED, Dec, Machine
+from .trace import Event, Trace
+
+__all__ = ["InvariantViolation", "simulate", "thread_activity", "vcpu_activity"]
+
+
+class InvariantViolation(AssertionError):
+    """An invariant of reference section 10 failed during a simulation."""
+
+
+_EXIT_LOCS = frozenset({"hdec_soon", "hdec_soon.poke", "hdec_soon.wait_in_guest",
+                        "hdec_soon.wait_exits"})
+_CEDE_LOCS = frozenset({"kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_threads",
+                        "kvmppc_h_cede.recheck", "kvmppc_h_cede.nap", "kvm_end_cede.clear",
+                        "kvm_end_cede.check"})
+
+
+def thread_activity(s: Machine, i: int) -> str:
+    """What hardware thread ``i`` is doing, for timelines: "guest", "nap" (napping in
+    H_CEDE), "cede" (real-mode cede / wake code), "entry", "exiting", "offline"
+    (secondary_nap), "host"."""
+    loc = s.threads[i].loc
+    if loc == "guest":
+        return "guest"
+    if loc == "nap":
+        return "nap"
+    if loc == "secondary_nap":
+        return "offline"
+    if loc == "host":
+        return "host"
+    if loc in _EXIT_LOCS or loc == "secondary_too_late":
+        return "exiting"
+    if loc in _CEDE_LOCS:
+        return "cede"
+    return "entry"
+
+
+def vcpu_activity(s: Machine, v: int) -> str:
+    """How vcpu ``v`` spends this moment: "guest" (running guest code), "nap" (napping
+    in the guest partition), "ceded" (ceded, out of the guest: in the host or on its way
+    there), "out" (not in the guest although it has work), "stopped" (never run)."""
+    u = s.vcpus[v]
+    if u.state == KVMPPC_VCPU_STOPPED:
+        return "stopped"
+    for t in s.threads:
+        if t.vcpu == v and t.loc == "guest":
+            return "guest"
+        if t.vcpu == v and t.loc == "nap":
+            return "nap"
+    if u.ceded:
+        return "ceded"
+    return "out"
+
+
+class _Clock:
+    """Cost of each step in ticks (the pay-before rule)."""
+
+    def __init__(self, m: Model) -> None:
+        c = m.config.costs
+        self.m = m
+        self.c = c
+        self.fixed = {
+            "kvmppc_cede_reentry": c.realmode_step,
+            "secondary_too_late": c.realmode_step,
+            "kvmppc_h_cede: sync; test prodded": c.realmode_step,
+            "kvmppc_h_cede: napping_threads": c.realmode_step,
+            "kvmppc_h_cede: re-check entry_exit_count": c.realmode_step,
+            "kvmppc_h_cede: save state, nap": c.nap_save,
+            "kvm_end_cede": c.realmode_step,
+            "kvm_end_cede: check exit count": c.realmode_step,
+            "hdec_soon": c.realmode_step,
+            "hdec_soon: HDEC poke, IPI nappers": c.realmode_step,
+            "secondary_nap": c.partition_switch,
+            "switch_to_host": c.partition_switch,
+            "kvm_start_guest": c.ipi_latency + c.nap_wakeup,
+            "guest_interrupt": c.realmode_step,
+            "guest_dec": c.realmode_step,
+            "H_CEDE": c.realmode_step,
+            "H_PROD": c.realmode_step,
+            "H_CONFER": c.realmode_step,
+            "mmio_access": c.realmode_step,
+            "kvmppc_run_vcpu": c.host_step,
+            "kvmppc_run_vcpu: loop": c.host_step,
+            "kvmppc_wait_for_exec: woken": c.host_wakeup,
+            "kvmppc_vcore_blocked": c.host_step,
+            "kvmppc_vcore_blocked: woken": c.host_wakeup,
+            "kvmppc_run_core: after exit": c.host_exit_handling,
+            "kvmppc_run_vcpu: return": c.host_step,
+            "kvmppc_pseries_do_hcall": c.hcall_in_host,
+            "kvmppc_decrementer_func": c.hrtimer_latency,
+            "H_PROD: smp_mb; test ceded": c.realmode_step,
+            "store visible": c.store_drain,
+        }
+
+    def cost(self, s: Machine, step: Step) -> int:
+        name = step.name
+        if name == "kvmppc_hv_entry":
+            return self.c.guest_entry if step.index == 0 else self.c.realmode_step
+        if name == "kvmppc_interrupt":
+            return self.c.ipi_latency if s.threads[step.index].ipi else self.c.hdec_poke
+        if name == "KVM_RUN":
+            u = s.vcpus[step.index]
+            if u.exit_reason == "KVM_EXIT_MMIO":
+                op = self.m.workload.op(step.index, u.pc)
+                if isinstance(op, Mmio) and op.us is not None:
+                    return self.m.ticks(op.us)
+                return self.c.mmio_emulation
+            return self.c.host_step
+        return self.fixed[name]
+
+
+def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
+             check_invariants: bool = False) -> Trace:
+    """Simulate ``workload`` on ``config`` for ``until`` microseconds of machine time.
+
+    Returns a :class:`~kvmcede.trace.Trace`.  With ``check_invariants`` every step is
+    checked against the invariants of reference section 10 (slower); a violation raises
+    :class:`InvariantViolation` with the step and state.
+
+    >>> from kvmcede import Config, Workload, Busy, Idle, simulate
+    >>> tr = simulate(Config(), Workload(((Busy(50),), (Idle(20),), (Idle(None),),
+    ...                                   (Idle(None),))), until=100)
+    >>> tr.metrics.whole_core_exits
+    0
+    """
+    if (not isinstance(until, int | float) or isinstance(until, bool)
+            or not 0 < until < float("inf")):
+        raise ValueError(f"until must be a positive finite number of microseconds, got "
+                         f"{until!r}")
+    m = Model(config, workload)
+    end = m.ticks(until)
+    clock = _Clock(m)
+    host_tick = config.costs.host_tick
+    n_threads = config.threads_per_core
+    n_vcpus = config.vcpus
+
+    # Scripted environment events, in time order.
+    ext: list[tuple[int, Step]] = []
+    for ev in workload.events:
+        name = ("KVM_INTERRUPT" if isinstance(ev, Interrupt) else
+                "H_PROD (remote)" if isinstance(ev, RemoteProd) else "signal")
+        ext.append((m.ticks(ev.at_us), Step("world", ev.vcpu, name)))
+    ext_pos = 0
+    start = [m.ticks(t) for t in workload.start_us] if workload.start_us else [0] * n_vcpus
+
+    s = m.initial()
+    events: list[Event] = []
+    steps: list[tuple[int, Step]] = []
+    since: dict[Step, int] = {}
+    busy_left: dict[tuple[int, int], int] = {}  # (vcpu, pc) -> ticks of the burst left
+    now = 0
+    t_act = [""] * n_threads
+    v_act = [""] * n_vcpus
+    _activities(s, now, t_act, v_act, events)
+
+    while True:
+        enabled = m.enabled(s, environment=False)
+        new_since: dict[Step, int] = {}
+        best_t = None
+        best = None
+        for st in enabled:
+            t0 = since.get(st)
+            if t0 is None:
+                t0 = now
+            new_since[st] = t0
+            if st.name == "guest_run":
+                v = s.threads[st.index].vcpu
+                key = (v, s.vcpus[v].pc)
+                left = busy_left.get(key)
+                if left is None:
+                    left = m.ticks(workload.op(v, s.vcpus[v].pc).us)
+                    busy_left[key] = left
+                t = t0 + left
+            elif st.name == "KVM_RUN" and s.vcpus[st.index].state == KVMPPC_VCPU_STOPPED:
+                t = max(t0, start[st.index]) + clock.cost(s, st)
+            else:
+                t = t0 + clock.cost(s, st)
+            if best_t is None or t < best_t:
+                best_t, best = t, st
+        # Environment: guest decrementers, the host tick, scripted events.
+        for v in range(n_vcpus):
+            u = s.vcpus[v]
+            if u.dec == Dec.ARMED:
+                t = max(u.dec_expires, now)
+                if best_t is None or t < best_t:
+                    best_t, best = t, Step("world", v, "decrementer")
+        vc = s.vcore
+        if vc.in_guest and not vc.hdec_expired:
+            t = (now // host_tick + 1) * host_tick
+            if best_t is None or t < best_t:
+                best_t, best = t, Step("world", 0, "hdec")
+        if ext_pos < len(ext):
+            t, st = ext[ext_pos]
+            t = max(t, now)
+            if best_t is None or t < best_t:
+                best_t, best = t, st
+        if best is None or best_t > end:
+            break
+        # Account a preempted busy burst: its thread is leaving guest code.
+        for st, t0 in since.items():
+            if st.name == "guest_run" and st not in new_since:
+                v = s.threads[st.index].vcpu
+                if v >= 0:
+                    key = (v, s.vcpus[v].pc)
+                    if key in busy_left:
+                        busy_left[key] = max(0, busy_left[key] - (now - t0))
+        now = best_t
+        if best.actor == "world" and best.name not in ("hdec", "decrementer"):
+            ext_pos += 1
+        new_since.pop(best, None)
+        if best.name == "guest_run":
+            v = s.threads[best.index].vcpu
+            busy_left.pop((v, s.vcpus[v].pc), None)
+        prev = s
+        s, evs = m.apply(s, best, now)
+        steps.append((now, best))
+        events.extend(evs)
+        if check_invariants:
+            bad = check_step(m, prev, best, s)
+            if bad:
+                name, msg = bad[0]
+                raise InvariantViolation(f"invariant {name} broken by step {best.label()} "
+                                         f"at t={now}: {msg}")
+        # Steps of the actor that moved restart their clocks; others keep theirs.
+        since = {st: t0 for st, t0 in new_since.items()
+                 if not (st.actor == best.actor and st.index == best.index)}
+        _activities(s, now, t_act, v_act, events)
+
+    return Trace(config=config, workload=workload, events=events, steps=steps, end=end,
+                 source="simulate")
+
+
+def _activities(s: Machine, now: int, t_act: list[str], v_act: list[str],
+                events: list[Event]) -> None:
+    """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed."""
+    for i in range(len(t_act)):
+        a = thread_activity(s, i)
+        if a != t_act[i]:
+            t_act[i] = a
+            events.append(Event(now, i, s.threads[i].vcpu, "thread_state", a))
+    for v in range(len(v_act)):
+        a = vcpu_activity(s, v)
+        if a != v_act[v]:
+            v_act[v] = a
+            events.append(Event(now, -1, v, "vcpu_state", a))
+
