@@ -375,7 +375,8 @@ def h_cede(e: Edit, i: int) -> None:
             e.vcpu(v, dec=Dec.OFF)
         else:
             e.vcpu(v, dec=Dec.ARMED, dec_expires=e.now + e.m.ticks(op.us))
-    e.vcpu(v, guest="cede", msr_ee=True)
+    # r3 carries the hcall number into the hypervisor; H_SUCCESS replaces it on return.
+    e.vcpu(v, guest="cede", msr_ee=True, r3=0xE0)
     if e.m.config.policy == "host":
         e.vcpu(v, hcall=0xE0, hcall_arg=-1)
         e.thread(i, loc="hdec_soon", trap=0xC00)
@@ -388,7 +389,7 @@ def h_cede(e: Edit, i: int) -> None:
 
 def _hcall_exit(e: Edit, i: int, hcall: int, arg: int, name: str) -> None:
     v = e.threads[i].vcpu
-    e.vcpu(v, guest="hcall", hcall=hcall, hcall_arg=arg)
+    e.vcpu(v, guest="hcall", hcall=hcall, hcall_arg=arg, r3=hcall)
     e.thread(i, loc="hdec_soon", trap=0xC00)
     e.event(name, i, v, f"sc 1: {name} is handled in the host: exit", arg)
 

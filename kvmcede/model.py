@@ -13,10 +13,10 @@ from .config import Config
 from .edit import PRODDER, Edit, Step
 from .guest import GUEST_STEPS, Workload
 from .host import TASK_STEPS, task_step
-from .interrupts import WORLD_STEPS, drain, kvmppc_decrementer_func, remote_prod_mb, timer_fires
+from .interrupts import WORLD_STEPS, drain, kvmppc_decrementer_func, remote_prod_mb
 from .interrupts import world_steps as _world_steps
 from .realmode import THREAD_STEPS, kvmppc_interrupt, thread_step
-from .state import Machine, Task, Thread, Vcore, Vcpu
+from .state import Dec, Machine, Task, Thread, Vcore, Vcpu
 from .trace import Event
 
 __all__ = ["Model", "Step"]
@@ -38,6 +38,11 @@ class Model:
         self.config = config
         self.workload = workload
         self._tb = config.timebase_hz
+        n = config.threads_per_core
+        self._tcache: list[tuple] = [(None,) * 5] * n
+        self._kcache: list[tuple] = [(None,) * 5] * config.vcpus
+        self._timer_steps = [Step("timer", v, "kvmppc_decrementer_func")
+                             for v in range(config.vcpus)]
 
     def ticks(self, us: float) -> int:
         """Microseconds to timebase ticks."""
@@ -58,23 +63,45 @@ class Model:
         remote prodder, store drains, then, if ``environment``, the environment's events
         allowed by ``s.budget``)."""
         out: list[Step] = []
-        for i in range(len(s.threads)):
-            name = thread_step(s, i, self)
-            if name is not None:
-                out.append(Step("thread", i, name))
-        for v in range(len(s.tasks)):
-            name = task_step(s, v, self)
-            if name is not None:
-                out.append(Step("task", v, name))
-        for v in range(len(s.vcpus)):
-            if timer_fires(s, v):
-                out.append(Step("timer", v, "kvmppc_decrementer_func"))
-        if s.prodder[0]:
-            if not any(st.writer == PRODDER for st in s.stores):  # smp_mb
-                out.append(Step("prodder", s.prodder[1], "H_PROD: smp_mb; test ceded"))
-        if s.stores:
+        vc = s.vcore
+        vcpus = s.vcpus
+        stores = s.stores
+        # Each actor's step depends only on a few parts of the state.  Successive states
+        # share unchanged parts, so an identity check of those parts against the last
+        # state seen lets most actors skip recomputing their guard.
+        cache = self._tcache
+        for i, t in enumerate(s.threads):
+            vo = vcpus[t.vcpu] if t.vcpu >= 0 else None
+            c = cache[i]
+            if c[0] is t and c[1] is vc and c[2] is vo and c[3] is stores:
+                st = c[4]
+            else:
+                name = thread_step(s, i, self)
+                st = None if name is None else Step("thread", i, name)
+                cache[i] = (t, vc, vo, stores, st)
+            if st is not None:
+                out.append(st)
+        cache = self._kcache
+        t0 = s.threads[0]
+        for v, k in enumerate(s.tasks):
+            vo = vcpus[v]
+            c = cache[v]
+            if c[0] is k and c[1] is vc and c[2] is vo and c[3] is t0:
+                st = c[4]
+            else:
+                name = task_step(s, v, self)
+                st = None if name is None else Step("task", v, name)
+                cache[v] = (k, vc, vo, t0, st)
+            if st is not None:
+                out.append(st)
+        for v, u in enumerate(vcpus):
+            if u.timer_running and u.dec == Dec.NEGATIVE:
+                out.append(self._timer_steps[v])
+        if s.prodder[0] and not any(st.writer == PRODDER for st in stores):  # smp_mb
+            out.append(Step("prodder", s.prodder[1], "H_PROD: smp_mb; test ceded"))
+        if stores:
             seen = []
-            for st in s.stores:
+            for st in stores:
                 if st.writer not in seen:
                     seen.append(st.writer)
                     out.append(Step("drain", st.writer, "store visible"))

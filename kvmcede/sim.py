@@ -40,41 +40,37 @@ _CEDE_LOCS = frozenset({"kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_thr
                         "kvm_end_cede.check"})
 
 
+#: Activity of a hardware thread at each location (``thread_activity``).
+LOC_ACTIVITY: dict[str, str] = {
+    "guest": "guest", "nap": "nap", "secondary_nap": "offline", "host": "host",
+    "secondary_too_late": "exiting", **dict.fromkeys(_EXIT_LOCS, "exiting"),
+    **dict.fromkeys(_CEDE_LOCS, "cede"),
+}
+
+
 def thread_activity(s: Machine, i: int) -> str:
     """What hardware thread ``i`` is doing, for timelines: "guest", "nap" (napping in
     H_CEDE), "cede" (real-mode cede / wake code), "entry", "exiting", "offline"
     (secondary_nap), "host"."""
-    loc = s.threads[i].loc
-    if loc == "guest":
-        return "guest"
-    if loc == "nap":
-        return "nap"
-    if loc == "secondary_nap":
-        return "offline"
-    if loc == "host":
-        return "host"
-    if loc in _EXIT_LOCS or loc == "secondary_too_late":
-        return "exiting"
-    if loc in _CEDE_LOCS:
-        return "cede"
-    return "entry"
+    return LOC_ACTIVITY.get(s.threads[i].loc, "entry")
+
+
+def _vcpu_activities(s: Machine) -> list[str]:
+    where = {t.vcpu: t.loc for t in s.threads if t.loc == "guest" or t.loc == "nap"}
+    out = []
+    for v, u in enumerate(s.vcpus):
+        if u.state == KVMPPC_VCPU_STOPPED:
+            out.append("stopped")
+        else:
+            out.append(where.get(v) or ("ceded" if u.ceded else "out"))
+    return out
 
 
 def vcpu_activity(s: Machine, v: int) -> str:
     """How vcpu ``v`` spends this moment: "guest" (running guest code), "nap" (napping
     in the guest partition), "ceded" (ceded, out of the guest: in the host or on its way
     there), "out" (not in the guest although it has work), "stopped" (never run)."""
-    u = s.vcpus[v]
-    if u.state == KVMPPC_VCPU_STOPPED:
-        return "stopped"
-    for t in s.threads:
-        if t.vcpu == v and t.loc == "guest":
-            return "guest"
-        if t.vcpu == v and t.loc == "nap":
-            return "nap"
-    if u.ceded:
-        return "ceded"
-    return "out"
+    return _vcpu_activities(s)[v]
 
 
 class _Clock:
@@ -171,75 +167,82 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
     s = m.initial()
     events: list[Event] = []
     steps: list[tuple[int, Step]] = []
-    since: dict[Step, int] = {}
+    since: dict[Step, int] = {}  # enabled step -> time it became enabled
     busy_left: dict[tuple[int, int], int] = {}  # (vcpu, pc) -> ticks of the burst left
     now = 0
     t_act = [""] * n_threads
     v_act = [""] * n_vcpus
-    _activities(s, now, t_act, v_act, events)
+    _activities(s, None, now, t_act, v_act, events)
+    fixed = clock.fixed
+    cost = clock.cost
+    dec_steps = [Step("world", v, "decrementer") for v in range(n_vcpus)]
+    tick_step = Step("world", 0, "hdec")
+    apply = m.apply
+    enabled_steps = m.enabled
+    never = end + 1
 
     while True:
-        enabled = m.enabled(s, environment=False)
         new_since: dict[Step, int] = {}
-        best_t = None
+        best_t = never
         best = None
-        for st in enabled:
-            t0 = since.get(st)
-            if t0 is None:
-                t0 = now
+        for st in enabled_steps(s, False):
+            t0 = since.get(st, now)
             new_since[st] = t0
-            if st.name == "guest_run":
-                v = s.threads[st.index].vcpu
+            name = st[2]
+            c = fixed.get(name)
+            if c is not None:
+                t = t0 + c
+            elif name == "guest_run":
+                v = s.threads[st[1]].vcpu
                 key = (v, s.vcpus[v].pc)
                 left = busy_left.get(key)
                 if left is None:
-                    left = m.ticks(workload.op(v, s.vcpus[v].pc).us)
-                    busy_left[key] = left
+                    left = busy_left[key] = m.ticks(workload.op(*key).us)
                 t = t0 + left
-            elif st.name == "KVM_RUN" and s.vcpus[st.index].state == KVMPPC_VCPU_STOPPED:
-                t = max(t0, start[st.index]) + clock.cost(s, st)
+            elif name == "KVM_RUN" and s.vcpus[st[1]].state == KVMPPC_VCPU_STOPPED:
+                t = (t0 if t0 > start[st[1]] else start[st[1]]) + cost(s, st)
             else:
-                t = t0 + clock.cost(s, st)
-            if best_t is None or t < best_t:
+                t = t0 + cost(s, st)
+            if t < best_t:
                 best_t, best = t, st
         # Environment: guest decrementers, the host tick, scripted events.
-        for v in range(n_vcpus):
-            u = s.vcpus[v]
+        for v, u in enumerate(s.vcpus):
             if u.dec == Dec.ARMED:
-                t = max(u.dec_expires, now)
-                if best_t is None or t < best_t:
-                    best_t, best = t, Step("world", v, "decrementer")
+                t = u.dec_expires if u.dec_expires > now else now
+                if t < best_t:
+                    best_t, best = t, dec_steps[v]
         vc = s.vcore
         if vc.in_guest and not vc.hdec_expired:
             t = (now // host_tick + 1) * host_tick
-            if best_t is None or t < best_t:
-                best_t, best = t, Step("world", 0, "hdec")
+            if t < best_t:
+                best_t, best = t, tick_step
         if ext_pos < len(ext):
             t, st = ext[ext_pos]
-            t = max(t, now)
-            if best_t is None or t < best_t:
+            if t < now:
+                t = now
+            if t < best_t:
                 best_t, best = t, st
-        if best is None or best_t > end:
+        if best is None:
             break
-        # Account a preempted busy burst: its thread is leaving guest code.
+        # A busy burst whose thread has left guest code keeps the part it has run.
         for st, t0 in since.items():
-            if st.name == "guest_run" and st not in new_since:
-                v = s.threads[st.index].vcpu
+            if st[2] == "guest_run" and st not in new_since:
+                v = s.threads[st[1]].vcpu
                 if v >= 0:
                     key = (v, s.vcpus[v].pc)
                     if key in busy_left:
                         busy_left[key] = max(0, busy_left[key] - (now - t0))
         now = best_t
-        if best.actor == "world" and best.name not in ("hdec", "decrementer"):
+        actor = best[0]
+        if actor == "world" and best is not tick_step and best[2] != "decrementer":
             ext_pos += 1
-        new_since.pop(best, None)
-        if best.name == "guest_run":
-            v = s.threads[best.index].vcpu
+        elif best[2] == "guest_run":
+            v = s.threads[best[1]].vcpu
             busy_left.pop((v, s.vcpus[v].pc), None)
         prev = s
-        s, evs = m.apply(s, best, now)
+        s, evs = apply(s, best, now)
         steps.append((now, best))
-        events.extend(evs)
+        events += evs
         if check_invariants:
             bad = check_step(m, prev, best, s)
             if bad:
@@ -247,25 +250,31 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
                 raise InvariantViolation(f"invariant {name} broken by step {best.label()} "
                                          f"at t={now}: {msg}")
         # Steps of the actor that moved restart their clocks; others keep theirs.
+        index = best[1]
         since = {st: t0 for st, t0 in new_since.items()
-                 if not (st.actor == best.actor and st.index == best.index)}
-        _activities(s, now, t_act, v_act, events)
+                 if st[1] != index or st[0] != actor}
+        _activities(s, prev, now, t_act, v_act, events)
 
     return Trace(config=config, workload=workload, events=events, steps=steps, end=end,
                  source="simulate")
 
 
-def _activities(s: Machine, now: int, t_act: list[str], v_act: list[str],
-                events: list[Event]) -> None:
-    """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed."""
-    for i in range(len(t_act)):
-        a = thread_activity(s, i)
+def _activities(s: Machine, prev: Machine | None, now: int, t_act: list[str],
+                v_act: list[str], events: list[Event]) -> None:
+    """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed (only the
+    threads and vcpus whose state objects changed are looked at)."""
+    threads = s.threads
+    moved = prev is None or prev.vcpus is not s.vcpus
+    for i, t in enumerate(threads):
+        if prev is not None and t is prev.threads[i]:
+            continue
+        moved = True
+        a = LOC_ACTIVITY.get(t.loc, "entry")
         if a != t_act[i]:
             t_act[i] = a
-            events.append(Event(now, i, s.threads[i].vcpu, "thread_state", a))
-    for v in range(len(v_act)):
-        a = vcpu_activity(s, v)
-        if a != v_act[v]:
-            v_act[v] = a
-            events.append(Event(now, -1, v, "vcpu_state", a))
-
+            events.append(Event(now, i, t.vcpu, "thread_state", a))
+    if moved:
+        for v, a in enumerate(_vcpu_activities(s)):
+            if a != v_act[v]:
+                v_act[v] = a
+                events.append(Event(now, -1, v, "vcpu_state", a))
