@@ -24,6 +24,7 @@ from .invariants import INVARIANTS, check_state, check_step
 from .model import Model, Step
 from .sim import InvariantViolation, simulate, thread_activity, vcpu_activity
 from .state import Machine
+from .sweep import SerialExecutor, SweepResult, sweep
 from .trace import Event, Metrics, Trace
 
 __version__ = "0.1.0"
@@ -46,15 +47,18 @@ __all__ = [
     "Mmio",
     "Model",
     "Prod",
+    "SerialExecutor",
     "RemoteProd",
     "Signal",
     "Step",
+    "SweepResult",
     "Trace",
     "Workload",
     "check_state",
     "check_step",
     "random_workload",
     "simulate",
+    "sweep",
     "thread_activity",
     "vcpu_activity",
 ]

@@ -1,0 +1,621 @@
+"""The command line: ``python -m kvmcede`` (or the ``kvmcede`` console script).
+
+Subcommands::
+
+    kvmcede run        simulate a named scenario or a random workload, print its metrics
+    kvmcede scenarios  list the named scenarios
+    kvmcede sweep      simulate a small grid of configurations, print one row per run
+    kvmcede explore    explore every interleaving of a small configuration
+
+Every time on the command line is in microseconds of simulated machine time.  The
+exit codes are listed in :data:`EXIT_CODES` (and in ``kvmcede --help``).
+
+Scenarios (:mod:`kvmcede.scenarios`), timeline plots (:mod:`kvmcede.plots`, needs
+matplotlib) and the explorer (:mod:`kvmcede.explore`) are imported lazily: if one of
+them cannot be imported, only the subcommand or option that needs it fails, with a
+message saying why, and everything else still works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TextIO
+
+from . import __version__
+from .config import ABLATIONS, BUGS, CPUS, MEMORY_MODES, POLICIES, Config
+from .guest import random_workload
+from .sim import InvariantViolation, simulate
+from .trace import Trace
+
+__all__ = ["EXIT_CODES", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141
+
+#: What each exit status of ``kvmcede`` means.
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the model found a problem: an invariant broke during `run "
+                 "--check-invariants`, or `explore` found a violation",
+    EXIT_USAGE: "bad command line or invalid configuration (the message names the flag or "
+                "field and its allowed values)",
+    EXIT_UNAVAILABLE: "an optional part is not installed: matplotlib / kvmcede.plots for "
+                      "--png, kvmcede.scenarios, kvmcede.explore",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_PIPE: "standard output was closed early (e.g. `kvmcede run --events | head`)",
+}
+
+#: Defaults of a random workload run from the command line.
+RANDOM_DURATION_US = 20_000.0
+SWEEP_DURATION_US = 20_000.0
+#: Metric columns `kvmcede sweep` prints unless --metrics says otherwise.
+SWEEP_METRICS = ("whole_core_exits", "cede_exits", "ipis_to_nappers", "naps",
+                 "vcore_sleeps", "lost_guest_fraction", "guest_fraction", "latency_mean_us")
+
+
+
+def _described(names: dict[str, str], width: int = 18) -> str:
+    """``name  description`` lines, the description wrapped with a hanging indent."""
+    return "\n".join(textwrap.fill(d, 79, initial_indent=f"  {n:<{width}} ",
+                                    subsequent_indent=" " * (width + 3),
+                                    break_on_hyphens=False)
+                      for n, d in sorted(names.items(), key=lambda kv: str(kv[0])))
+
+
+_EPILOG_EXIT = "exit status:\n" + _described(
+    {str(code).rjust(3): text for code, text in EXIT_CODES.items()}, width=3)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions and epilogs; wider option column."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+# ============================================================================================
+# Optional modules (written separately; imported lazily)
+# ============================================================================================
+
+def _optional(name: str) -> tuple[ModuleType | None, str]:
+    """Import ``name``; return (module, "") or (None, why it is not available)."""
+    try:
+        return importlib.import_module(name), ""
+    except Exception as e:  # a missing *or* broken module disables only what needs it
+        return None, f"{type(e).__name__}: {e}"
+
+
+# ============================================================================================
+# Argument types (argparse turns their ArgumentTypeError into "argument --flag: ...")
+# ============================================================================================
+
+def _positive_us(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of microseconds, got {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive finite number of microseconds, got {text!r}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") \
+            from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return v
+
+
+def _rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 0 (interrupts per second per vcpu), got {text!r}") from None
+    if not 0.0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number >= 0 (interrupts per second per vcpu), got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") \
+            from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+# ============================================================================================
+# The parser
+# ============================================================================================
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kvmcede`` argument parser, with every subcommand."""
+    scen_mod, scen_err = _optional("kvmcede.scenarios")
+    scen_names = list(getattr(scen_mod, "SCENARIOS", {})) if scen_mod else []
+
+    parser = argparse.ArgumentParser(
+        prog="kvmcede", formatter_class=_Formatter,
+        description=(
+            "kvmcede: an executable model of KVM on POWER7 ceding an idle vcpu's hardware\n"
+            "thread in real mode (H_CEDE; Linux commit 19ccb76a1938).  It simulates one\n"
+            "POWER7 core running one vcore of a guest, step by step at the grain of the\n"
+            "kernel code, under the commit's policy ('realmode') or the one before it\n"
+            "('host'), and reports what the protocol cost: whole-core exits, IPIs to\n"
+            "napping threads, naps, vcore sleeps, interrupt latency and the guest time\n"
+            "busy vcpus lost to other vcpus' idleness.\n\n"
+            "All times are microseconds of simulated machine time.\n"
+            "Run `kvmcede SUBCOMMAND --help` for the options of each subcommand."),
+        epilog=(
+            "examples:\n"
+            "  kvmcede run --random --policy host --idle-fraction 0.75\n"
+            "  kvmcede run --scenario NAME --events --perfetto trace.json\n"
+            "  kvmcede sweep --policy realmode host --idle-fraction 0.25 0.5 0.75\n\n"
+            + _EPILOG_EXIT))
+    parser.add_argument("--version", action="version", version=f"kvmcede {__version__}")
+    sub = parser.add_subparsers(title="subcommands", dest="command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    _add_run(sub, scen_names, scen_err)
+    _add_scenarios(sub, scen_err)
+    _add_sweep(sub)
+    _add_explore(sub)
+    return parser
+
+
+def _add_machine_options(p: argparse.ArgumentParser, *, many: bool) -> None:
+    """--vcpus --threads --policy --cpu --memory (one value each, or lists for sweeps)."""
+    nargs = "+" if many else None
+    each = " (one or more values)" if many else ""
+    g = p.add_argument_group("machine and protocol variant")
+    g.add_argument("--threads", type=int, choices=(1, 2, 4), nargs=nargs, metavar="N",
+                   help=f"SMT mode: hardware threads per core, 1, 2 or 4{each} "
+                        "(default: 4, POWER7 SMT4)")
+    g.add_argument("--vcpus", type=int, choices=(1, 2, 3, 4), nargs=nargs, metavar="N",
+                   help=f"vcpus in the vcore, 1..threads{each} (default: as many as "
+                        "threads when --threads is given, else 4)")
+    g.add_argument("--policy", choices=POLICIES, nargs=nargs, metavar="POLICY",
+                   help=f"how H_CEDE is handled{each}: 'realmode' = the commit (nap in the "
+                        "guest partition), 'host' = before it (every H_CEDE takes the "
+                        "whole core out to the host; details inferred) " +
+                        ("(default: both)" if many else "(default: realmode)"))
+    g.add_argument("--cpu", choices=CPUS, nargs=nargs, metavar="CPU",
+                   help=f"processor{each}: POWER7, or PPC970 (SMT1, no nap in the "
+                        "guest) (default: POWER7)")
+    g.add_argument("--memory", choices=MEMORY_MODES, nargs=nargs, metavar="MODE",
+                   help=f"memory model{each}: 'sc' sequentially consistent, or "
+                        "'store_buffer' (per-thread store FIFOs drained by sync) "
+                        "(default: sc)")
+
+
+def _add_run(sub, scen_names: list[str], scen_err: str) -> None:
+    scen_help = ("scenarios: " + ", ".join(scen_names)) if scen_names else (
+        f"(no scenarios available: {scen_err})" if scen_err else "(no scenarios defined)")
+    p = sub.add_parser(
+        "run", formatter_class=_Formatter,
+        help="simulate a named scenario or a random workload and print its metrics",
+        description=(
+            "Simulate one workload on one configuration and print the metrics table:\n"
+            "whole-core exits (by the first exiter's reason), IPIs to napping threads,\n"
+            "host IPIs (kicks), naps in H_CEDE, vcore sleeps, host wake-ups, the guest\n"
+            "time busy vcpus lost to other vcpus' idleness, interrupt delivery latency\n"
+            "(raised -> executing at its vector) and each vcpu's time split\n"
+            "(guest / nap / ceded / out / stopped).  All times in microseconds.\n\n"
+            "The workload is a named scenario (--scenario; see `kvmcede scenarios`) or,\n"
+            "by default, a random one (--random): every vcpu alternates busy bursts and\n"
+            "idle periods (H_CEDE) with exponential lengths, plus Poisson device\n"
+            "interrupts.  The machine options override a scenario's configuration;\n"
+            "--ablation and --bug add to it."),
+        epilog=("ablations (remove one line's worth of the protocol):\n"
+                + _described(ABLATIONS) + "\n\nbugs (historical, off by default):\n"
+                + _described(BUGS) + "\n\n" + _EPILOG_EXIT))
+    src = p.add_argument_group("workload (one of)").add_mutually_exclusive_group()
+    src.add_argument("--scenario", metavar="NAME", choices=scen_names or None,
+                     help=f"run a named scenario for its own duration; {scen_help}")
+    src.add_argument("--random", action="store_true",
+                     help="run a random workload (the default when --scenario is absent)")
+    _add_machine_options(p, many=False)
+    g = p.add_argument_group("protocol changes (repeatable)")
+    g.add_argument("--ablation", action="append", choices=sorted(ABLATIONS), default=[],
+                   metavar="NAME", help="apply a teaching ablation (listed below); repeat "
+                                        "the flag for several")
+    g.add_argument("--bug", action="append", choices=sorted(BUGS), default=[],
+                   metavar="NAME", help="switch on a historical bug (listed below); repeat "
+                                        "the flag for several")
+    r = p.add_argument_group("random workload (only with --random)")
+    r.add_argument("--idle-fraction", type=_fraction, metavar="F",
+                   help="fraction of time each vcpu is idle, 0..1 (default: 0.5)")
+    r.add_argument("--idle-us", type=_positive_us, metavar="US",
+                   help="mean idle period in microseconds (default: 1000)")
+    r.add_argument("--interrupt-rate", type=_rate, metavar="R",
+                   help="device interrupts per second per vcpu, >= 0 (default: 0)")
+    r.add_argument("--seed", type=int, metavar="N",
+                   help="seed of the random workload (default: 0); the same seed gives "
+                        "the same trace")
+    t = p.add_argument_group("time and checks")
+    t.add_argument("--duration-us", type=_positive_us, metavar="US",
+                   help="simulated time in microseconds (default: the scenario's own "
+                        f"duration, or {RANDOM_DURATION_US:,.0f} for --random)")
+    t.add_argument("--check-invariants", action="store_true",
+                   help="check the invariants of reference section 10 after every step; "
+                        "exit 1 on the first violation (slower)")
+    o = p.add_argument_group("output")
+    o.add_argument("--events", action="store_true",
+                   help="print the kernel events step by step (time in us, hardware "
+                        "thread, vcpu, kernel function or label, detail) before the metrics")
+    o.add_argument("--json", metavar="PATH",
+                   help="write the trace as JSON (lossless; load with Trace.from_json)")
+    o.add_argument("--perfetto", metavar="PATH",
+                   help="write the trace in Chrome trace-event JSON (open in "
+                        "ui.perfetto.dev)")
+    o.add_argument("--png", metavar="PATH",
+                   help="write a timeline figure as PNG (needs matplotlib)")
+    p.set_defaults(_kvmcede_cmd=_cmd_run, _parser=p)
+
+
+def _add_scenarios(sub, scen_err: str) -> None:
+    p = sub.add_parser(
+        "scenarios", formatter_class=_Formatter,
+        help="list the named scenarios (for `kvmcede run --scenario NAME`)",
+        description=("List the named scenarios: the worked examples of the reference\n"
+                     "(section 9) and the book's chapters, each a configuration, a\n"
+                     "scripted workload and a duration.  Run one with\n"
+                     "`kvmcede run --scenario NAME`."),
+        epilog=_EPILOG_EXIT)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print each scenario's description, configuration and "
+                        "duration (us)")
+    p.set_defaults(_kvmcede_cmd=_cmd_scenarios, _parser=p, _scen_err=scen_err)
+
+
+def _add_sweep(sub) -> None:
+    from .sweep import metric_names
+    try:
+        metrics = list(metric_names())
+    except Exception:  # the simulator is broken: let `sweep` itself report it
+        metrics = None
+    p = sub.add_parser(
+        "sweep", formatter_class=_Formatter,
+        help="simulate a grid of configurations and random workloads; one row per run",
+        description=(
+            "Simulate the cartesian product of the values given (each flag takes one or\n"
+            "more values) times the seeds, with random workloads, and print one row per\n"
+            "run: the parameters that vary, then the metrics.  Runs go to a process pool\n"
+            "by default.  Fractions are of the vcpus' total time; times in microseconds.\n"
+            "Without --policy both policies are compared."),
+        epilog=("metrics (--metrics): the keys of Metrics.summary() and the model's step "
+                "count;\n*_fraction = share of the vcpus' total time, *_us = microseconds:\n"
+                + textwrap.fill(", ".join(metrics or ["(unavailable)"]), 79,
+                                initial_indent="  ", subsequent_indent="  ")
+                + "\n\nablation / bug values: 'none' or one of\n"
+                + _described({**ABLATIONS, **BUGS}) + "\n\n"
+                "example:\n  kvmcede sweep --policy realmode host --idle-fraction 0.25 0.75 "
+                "--seeds 0 1 --csv out.csv\n\n" + _EPILOG_EXIT))
+    _add_machine_options(p, many=True)
+    g = p.add_argument_group("protocol changes")
+    g.add_argument("--ablation", nargs="+", choices=["none", *sorted(ABLATIONS)],
+                   metavar="NAME", help="ablation axis: each value is one point ('none': no "
+                                        "ablation) (default: none)")
+    g.add_argument("--bug", nargs="+", choices=["none", *sorted(BUGS)], metavar="NAME",
+                   help="bug axis: each value is one point ('none': no bug) (default: none)")
+    r = p.add_argument_group("random workload")
+    r.add_argument("--idle-fraction", type=_fraction, nargs="+", metavar="F",
+                   help="fractions of time each vcpu is idle, 0..1 (default: 0.5)")
+    r.add_argument("--idle-us", type=_positive_us, nargs="+", metavar="US",
+                   help="mean idle periods in microseconds (default: 1000)")
+    r.add_argument("--interrupt-rate", type=_rate, nargs="+", metavar="R",
+                   help="device interrupts per second per vcpu, >= 0 (default: 0)")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N",
+                   help="seeds; every grid point runs once per seed (default: 0)")
+    r.add_argument("--duration-us", type=_positive_us, default=SWEEP_DURATION_US,
+                   metavar="US", help="simulated time of each run in microseconds "
+                                      f"(default: {SWEEP_DURATION_US:,.0f})")
+    x = p.add_argument_group("execution and output")
+    x.add_argument("--executor", choices=("process", "thread", "serial"), default="process",
+                   help="where the runs go: a process pool, a thread pool, or one after "
+                        "the other in this process (default: process)")
+    x.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="pool size (default: the CPUs available)")
+    x.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar on stderr (needs tqdm) (default: when stderr "
+                        "is a terminal)")
+    x.add_argument("--metrics", nargs="+", choices=metrics, metavar="NAME",
+                   help="metric columns to print (listed below) (default: "
+                        + " ".join(SWEEP_METRICS) + ")")
+    x.add_argument("--csv", metavar="PATH",
+                   help="also write every column of every run as CSV")
+    p.set_defaults(_kvmcede_cmd=_cmd_sweep, _parser=p)
+
+
+def _add_explore(sub) -> None:
+    ex, err = _optional("kvmcede.explore")
+    p = sub.add_parser(
+        "explore", formatter_class=_Formatter,
+        help="explore every interleaving of a small configuration; check the invariants",
+        description=(
+            "Ignore time and explore every order of the enabled steps of a small\n"
+            "configuration (breadth-first over the machine states), checking the\n"
+            "invariants of reference section 10 and liveness; report 'holds for all N\n"
+            "states' or the shortest counterexample.")
+        + ("" if ex else f"\n\nNot available in this installation: {err}"),
+        epilog=_EPILOG_EXIT)
+    if ex is not None:
+        try:
+            ex.add_cli_arguments(p)
+        except Exception as e:
+            ex, err = None, f"kvmcede.explore.add_cli_arguments failed: {type(e).__name__}: {e}"
+    p.set_defaults(_kvmcede_cmd=_cmd_explore, _parser=p, _explore=ex, _explore_err=err)
+
+
+# ============================================================================================
+# Subcommands
+# ============================================================================================
+
+def _error(args: argparse.Namespace, message: str, code: int) -> int:
+    """Print ``usage`` and ``prog: error: message`` to stderr, as argparse does."""
+    p: argparse.ArgumentParser = args._parser
+    if code == EXIT_USAGE:
+        p.print_usage(sys.stderr)
+    print(f"{p.prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _config_summary(c: Config) -> str:
+    parts = [f"policy={c.policy}", f"SMT{c.threads_per_core}",
+             f"{c.vcpus} vcpu{'' if c.vcpus == 1 else 's'}",
+             f"cpu={c.cpu}", f"memory={c.memory}",
+             "ablations=" + (",".join(sorted(c.ablations)) or "none"),
+             "bugs=" + (",".join(sorted(c.bugs)) or "none")]
+    return ", ".join(parts)
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    random_only = [f for f, v in (("--idle-fraction", args.idle_fraction),
+                                  ("--idle-us", args.idle_us),
+                                  ("--interrupt-rate", args.interrupt_rate),
+                                  ("--seed", args.seed)) if v is not None]
+    if args.png is not None:
+        why = _png_unavailable()
+        if why:
+            return _error(args, f"--png: {why}", EXIT_UNAVAILABLE)
+
+    overrides: dict[str, object] = {}
+    for flag, field in (("threads", "threads_per_core"), ("vcpus", "vcpus"),
+                        ("policy", "policy"), ("cpu", "cpu"), ("memory", "memory")):
+        v = getattr(args, flag)
+        if v is not None:
+            overrides[field] = v
+    try:
+        if args.scenario is not None:
+            if random_only:
+                return _error(args, f"{', '.join(random_only)}: only with --random, not "
+                                    "with --scenario", EXIT_USAGE)
+            scen_mod, err = _optional("kvmcede.scenarios")
+            if scen_mod is None:
+                return _error(args, f"--scenario: kvmcede.scenarios is not available "
+                                    f"({err})", EXIT_UNAVAILABLE)
+            sc = scen_mod.scenario(args.scenario)
+            base = sc.config
+            config = base.replace(
+                **overrides, ablations=base.ablations | set(args.ablation),
+                bugs=base.bugs | set(args.bug))
+            workload = sc.workload
+            until = args.duration_us if args.duration_us is not None else sc.until_us
+            header = f"scenario {sc.name}: {sc.title}"
+        else:
+            if "threads_per_core" in overrides and "vcpus" not in overrides:
+                overrides["vcpus"] = overrides["threads_per_core"]  # a full vcore
+            seed = args.seed if args.seed is not None else 0
+            config = Config(**overrides, ablations=args.ablation, bugs=args.bug, seed=seed)
+            until = args.duration_us if args.duration_us is not None else RANDOM_DURATION_US
+            wl_args = {"idle_fraction": 0.5 if args.idle_fraction is None
+                       else args.idle_fraction,
+                       "idle_us": 1000.0 if args.idle_us is None else args.idle_us,
+                       "interrupt_rate": 0.0 if args.interrupt_rate is None
+                       else args.interrupt_rate}
+            workload = random_workload(config, until, seed=seed, **wl_args)
+            header = ("random workload: " + ", ".join(f"{k}={v:g}" for k, v in wl_args.items())
+                      + f", seed={seed}")
+        trace = simulate(config, workload, until=until,
+                         check_invariants=args.check_invariants)
+    except InvariantViolation as e:
+        print(f"{args._parser.prog}: invariant violated: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as e:
+        return _error(args, str(e), EXIT_USAGE)
+
+    print(header, file=out)
+    print(f"config: {_config_summary(config)}", file=out)
+    print(f"simulated {trace.us(trace.end):,.1f} us: {len(trace.steps)} steps, "
+          f"{len(trace.events)} events" + (", invariants checked after every step"
+                                           if args.check_invariants else ""), file=out)
+    if args.events:
+        print("", file=out)
+        _print_events(trace, out)
+    print("", file=out)
+    print(trace.metrics.table(), file=out)
+
+    written = []
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(trace.to_json())
+        written.append(f"trace JSON: {args.json}")
+    if args.perfetto:
+        trace.write_perfetto(args.perfetto)
+        written.append(f"Perfetto trace: {args.perfetto}")
+    if args.png:
+        _write_png(trace, args.png)
+        written.append(f"timeline PNG: {args.png}")
+    if written:
+        print("", file=out)
+        for w in written:
+            print(f"wrote {w}", file=out)
+    return EXIT_OK
+
+
+#: Events whose ``arg`` is an interrupt vector or trap number (printed in hex); the other
+#: events say what their ``arg`` means in their detail already (it is in the JSON too).
+_VECTOR_EVENTS = frozenset({"raise", "deliver", "exit"})
+
+
+def _print_events(trace: Trace, out: TextIO) -> None:
+    """One line per kernel event: time (us), thread, vcpu, kernel name, detail."""
+    print(f"{'time (us)':>12}  {'thr':>3}  {'vcpu':>4}  {'event':<28} detail", file=out)
+    for ev in trace.kernel_events():
+        thr = str(ev.thread) if ev.thread >= 0 else "-"
+        vcpu = str(ev.vcpu) if ev.vcpu >= 0 else "-"
+        detail = ev.detail
+        if ev.arg != -1 and ev.kind in _VECTOR_EVENTS:
+            detail = f"{detail} [{ev.arg:#x}]"
+        print(f"{trace.us(ev.time):12.3f}  {thr:>3}  {vcpu:>4}  {ev.kind:<28} {detail}",
+              file=out)
+
+
+def _png_unavailable() -> str:
+    """Why a timeline PNG cannot be drawn here ("" if it can)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return ("matplotlib is not installed; install it with `pip install matplotlib` "
+                "(or `pip install kvmcede[plots]`)")
+    plots, err = _optional("kvmcede.plots")
+    if plots is None:
+        return f"kvmcede.plots is not available ({err})"
+    if not callable(getattr(plots, "timeline", None)):
+        return "kvmcede.plots has no timeline() function"
+    return ""
+
+
+def _write_png(trace: Trace, path: str) -> None:
+    plots = importlib.import_module("kvmcede.plots")
+    drawn = plots.timeline(trace)
+    fig = drawn if hasattr(drawn, "savefig") else drawn.figure  # a Figure or an Axes
+    fig.savefig(path, format="png")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def _cmd_scenarios(args: argparse.Namespace, out: TextIO) -> int:
+    scen_mod, err = _optional("kvmcede.scenarios")
+    if scen_mod is None:
+        return _error(args, f"kvmcede.scenarios is not available ({err})", EXIT_UNAVAILABLE)
+    scens = scen_mod.SCENARIOS
+    if not scens:
+        print("(no scenarios defined)", file=out)
+        return EXIT_OK
+    w = max(len(n) for n in scens)
+    indent = " " * (w + 4)
+    for name, sc in scens.items():  # in the module's order (the reference's)
+        print(f"{name:<{w}}  {sc.title}", file=out)
+        if args.verbose:
+            for para in str(sc.description).strip().split("\n\n"):
+                print(textwrap.fill(" ".join(para.split()), 79, initial_indent=indent,
+                                    subsequent_indent=indent, break_on_hyphens=False),
+                      file=out)
+            print(textwrap.fill(f"config: {_config_summary(sc.config)}; duration "
+                                f"{sc.until_us:,.1f} us", 79, initial_indent=indent,
+                                subsequent_indent=indent + "  ", break_on_hyphens=False),
+                  file=out)
+            print("", file=out)
+    return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    import concurrent.futures as cf
+
+    from .sweep import SerialExecutor, sweep
+
+    grid: dict[str, list] = {"policy": args.policy or list(POLICIES)}
+    for flag, key in (("threads", "threads_per_core"), ("vcpus", "vcpus"), ("cpu", "cpu"),
+                      ("memory", "memory"), ("idle_fraction", "idle_fraction"),
+                      ("idle_us", "idle_us"), ("interrupt_rate", "interrupt_rate")):
+        v = getattr(args, flag)
+        if v is not None:
+            grid[key] = list(dict.fromkeys(v))
+    for flag in ("ablation", "bug"):
+        v = getattr(args, flag)
+        if v is not None:
+            grid[f"{flag}s"] = [None if n == "none" else n for n in dict.fromkeys(v)]
+    seeds = list(dict.fromkeys(args.seeds))
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    executor: cf.Executor | None
+    if args.executor == "serial":
+        executor = SerialExecutor()
+    elif args.executor == "thread":
+        executor = cf.ThreadPoolExecutor(max_workers=args.workers)
+    else:
+        executor = None  # sweep() makes (and shuts down) its own process pool
+    try:
+        res = sweep(grid, seeds=seeds, duration_us=args.duration_us, executor=executor,
+                    progress=progress, max_workers=args.workers)
+    except ValueError as e:
+        return _error(args, str(e), EXIT_USAGE)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    shape = " x ".join(f"{k} ({len(v)})" for k, v in grid.items())
+    print(f"sweep: {len(res)} runs = {shape} x seeds ({len(seeds)}), "
+          f"{args.duration_us:,.0f} us each", file=out)
+    print("", file=out)
+    cols = [*(res.varied() or ("policy",)), *(args.metrics or SWEEP_METRICS)]
+    print(res.table(cols), file=out)
+    if args.csv:
+        res.to_csv(args.csv)
+        print(f"\nwrote CSV: {args.csv} ({len(res.columns)} columns)", file=out)
+    return EXIT_OK
+
+
+def _cmd_explore(args: argparse.Namespace, out: TextIO) -> int:
+    ex = args._explore
+    if ex is None:
+        return _error(args, "the interleaving explorer (kvmcede.explore) is not available "
+                            f"in this installation: {args._explore_err}", EXIT_UNAVAILABLE)
+    rc = ex.cli_main(args)
+    return EXIT_OK if rc is None else int(rc)
+
+
+# ============================================================================================
+# Entry point
+# ============================================================================================
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kvmcede`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status
+    (see :data:`EXIT_CODES`).  Command-line errors, ``--help`` and ``--version`` raise
+    ``SystemExit`` from argparse, as usual."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not (args._kvmcede_cmd is _cmd_explore and args._explore is None):
+        # (An unavailable explorer accepts anything, so that it can say why it can't run.)
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args._kvmcede_cmd(args, sys.stdout)
+    except KeyboardInterrupt:
+        print("kvmcede: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`kvmcede run --events | head`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):  # stdout without a file number
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
