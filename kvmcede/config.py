@@ -93,6 +93,9 @@ class CostModel:
     #: HZ=100 as in the ppc64 defconfigs of the time (illustrative).
     host_tick: int = _us(10_000)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         """Raise ValueError naming any cost that is not a non-negative integer."""
         for f in fields(self):
@@ -140,7 +143,11 @@ class Config:
                 raise ValueError(f"{name} must be a collection of names, not the string "
                                  f"{v!r}; use e.g. {name}=[{v!r}]")
             if not isinstance(v, frozenset):
-                object.__setattr__(self, name, frozenset(v))
+                try:
+                    object.__setattr__(self, name, frozenset(v))
+                except TypeError:
+                    raise ValueError(f"{name} must be a collection of names, got "
+                                     f"{v!r}") from None
         self.validate()
 
     def validate(self) -> None:

@@ -23,10 +23,13 @@ handler simply consumes the interrupt.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from .config import Config
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
@@ -36,7 +39,6 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .config import Config
     from .edit import Edit
 
 __all__ = [
@@ -127,6 +129,12 @@ Op = Union[Busy, Idle, Prod, Confer, Mmio]  # noqa: UP007 (a readable alias)
 IDLE_FOREVER = Idle(None)
 
 
+def _as_tuple(where: str, x: object) -> tuple:
+    if isinstance(x, str | bytes) or not isinstance(x, Iterable):
+        raise ValueError(f"{where} must be a sequence (tuple or list), got {x!r}")
+    return tuple(x)
+
+
 def _check_vcpu(where: str, v: object, n: int) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n:
         raise ValueError(f"{where} must be a vcpu id from 0 to {n - 1}, got {v!r}")
@@ -171,11 +179,19 @@ class Workload:
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "programs", tuple(tuple(p) for p in self.programs))
-        object.__setattr__(self, "events", tuple(sorted(
-            self.events, key=lambda ev: (ev.at_us, type(ev).__name__, ev.vcpu))))
+        # Shapes are checked here (a ValueError naming the field, not a TypeError from
+        # deep inside); values are checked against a Config by check().
+        programs = _as_tuple("workload.programs", self.programs)
+        object.__setattr__(self, "programs", tuple(
+            _as_tuple(f"workload.programs[{v}]", p) for v, p in enumerate(programs)))
+        events = _as_tuple("workload.events", self.events)
+        with contextlib.suppress(AttributeError, TypeError):  # malformed: check() names it
+            events = tuple(sorted(events, key=lambda ev: (ev.at_us, type(ev).__name__,
+                                                          ev.vcpu)))
+        object.__setattr__(self, "events", events)
         if self.start_us is not None:
-            object.__setattr__(self, "start_us", tuple(self.start_us))
+            object.__setattr__(self, "start_us", _as_tuple("workload.start_us",
+                                                           self.start_us))
 
     def check(self, config: Config) -> None:
         """Raise ValueError naming the first field that does not fit ``config``."""
@@ -253,6 +269,8 @@ def random_workload(config: Config, duration_us: float = 1000.0, *,
     ``interrupt_rate`` per second per vcpu.  ``seed`` (default ``config.seed``) makes
     the workload reproducible.
     """
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a Config, got {type(config).__name__}")
     for name, val in (("duration_us", duration_us), ("idle_us", idle_us)):
         _check_us(name, val, False)
     if (not isinstance(idle_fraction, int | float) or isinstance(idle_fraction, bool)
@@ -262,10 +280,12 @@ def random_workload(config: Config, duration_us: float = 1000.0, *,
             or not 0.0 <= interrupt_rate < float("inf")):
         raise ValueError(f"interrupt_rate must be >= 0 interrupts per second per vcpu, "
                          f"got {interrupt_rate!r}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
     n = config.vcpus
     if idle_vcpus is None:
         idle_vcpus = tuple(range(n))
-    for k, v in enumerate(idle_vcpus):
+    for k, v in enumerate(_as_tuple("idle_vcpus", idle_vcpus)):
         _check_vcpu(f"idle_vcpus[{k}]", v, n)
     rng = random.Random(config.seed if seed is None else seed)
     programs = []
@@ -276,17 +296,20 @@ def random_workload(config: Config, duration_us: float = 1000.0, *,
         elif idle_fraction == 1.0:
             ops.append(Idle(None))
         else:
-            busy_mean = idle_us * (1.0 - idle_fraction) / idle_fraction
+            # No period is longer than the whole workload (it would end after it
+            # anyway): extreme parameters must not overflow the tick arithmetic.
+            busy_mean = min(idle_us * (1.0 - idle_fraction) / idle_fraction,
+                            1e6 * duration_us)
             t = 0.0
             # Start at a random phase so that the vcpus do not move in lockstep.
             if rng.random() < idle_fraction:
-                d = rng.expovariate(1.0 / idle_us)
+                d = min(rng.expovariate(1.0 / idle_us), duration_us)
                 ops.append(Idle(max(d, 1.0)))
                 t += d
             while t < duration_us:
-                b = max(rng.expovariate(1.0 / busy_mean), 1.0)
+                b = max(min(rng.expovariate(1.0 / busy_mean), duration_us), 1.0)
                 ops.append(Busy(round(b, 3)))
-                d = max(rng.expovariate(1.0 / idle_us), 1.0)
+                d = max(min(rng.expovariate(1.0 / idle_us), duration_us), 1.0)
                 ops.append(Idle(round(d, 3)))
                 t += b + d
         programs.append(tuple(ops))
@@ -347,6 +370,11 @@ def guest_interrupt(e: Edit, i: int) -> None:
     e.vcpu(v, vector=0, msr_ee=True)
     e.event("guest_interrupt", i, v, f"guest handled the interrupt at {vcpu.vector:#x}",
             vcpu.vector)
+    if e.threads[i].mer and e.vcpus[v].pending_exceptions & _EXT:
+        # The handler's return turns MSR[EE] back on while LPCR_MER is set (by
+        # kvmppc_cede_reentry): the mediated external interrupt is taken at once.
+        e.vcpu(v, vector=0x500, msr_ee=False)
+        e.event("deliver", i, v, "mediated external interrupt (LPCR_MER) at 0x500", 0x500)
 
 
 def guest_dec(e: Edit, i: int) -> None:

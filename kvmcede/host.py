@@ -103,6 +103,12 @@ def kick(e: Edit, v: int, why: str) -> None:
         e.event("kvm_vcpu_kick", -1, v, f"{why}: wake_up_interruptible(&vc->wq) wakes the "
                 "vcore's runner")
         e.event("host_wakeup", -1, v, why)
+    elif cpu != -1 and e.threads[cpu - vc.pcpu].loc == "host":
+        # Between switch_to_host and kvmppc_run_core's exit handling vcpu->cpu is still
+        # pcpu, but thread 0 runs host code: the host takes the reschedule IPI itself, so
+        # it must not linger and pull the *next* guest entry straight back out.
+        e.event("kvm_vcpu_kick", -1, v, f"{why}: smp_send_reschedule(cpu {cpu}), taken "
+                "by the host (the core is already out of the guest)")
     elif cpu != -1:
         target = cpu - vc.pcpu
         e.thread(target, ipi=True)
@@ -296,7 +302,14 @@ def handle_exit(e: Edit, w: int) -> int:
     trap = u.trap
     if trap == 0xC00:
         if u.hcall == 0xE0 and e.m.config.policy == "host":
-            # Before 19ccb76a (inferred): the host handles H_CEDE itself.
+            # Before 19ccb76a (inferred): the host handles H_CEDE itself.  A pending prod
+            # is consumed and H_CEDE returns at once (PAPR); were it left set, the vcpu
+            # would count as woken forever and cede again on every re-entry.
+            if u.prodded and "no_prodded_check" not in e.m.config.ablations:
+                e.vcpu(w, prodded=0, r3=H_SUCCESS, msr_ee=True, cede_result="prod")
+                e.event("kvmppc_handle_exit", -1, w, "H_CEDE handled in the host: "
+                        "prodded was set, clear it and return at once")
+                return RESUME_GUEST
             e.vcpu(w, ceded=1, r3=H_SUCCESS, msr_ee=True)
             e.event("kvmppc_handle_exit", -1, w, "H_CEDE handled in the host: ceded = 1")
             return RESUME_GUEST

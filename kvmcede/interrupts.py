@@ -98,11 +98,20 @@ def host_tick(e: Edit, v: int) -> None:
 
 
 def signal(e: Edit, v: int) -> None:
-    """A signal for vcpu ``v``'s task (it leaves KVM_RUN with KVM_EXIT_INTR)."""
+    """A signal for vcpu ``v``'s task (it leaves KVM_RUN with KVM_EXIT_INTR).
+
+    A sleeping task is woken.  The runner task is *running* (on thread 0, inside
+    ``__kvmppc_vcore_entry``), so ``signal_wake_up`` -> ``kick_process`` sends its cpu a
+    reschedule IPI, which takes the whole core out of the guest (**inferred** from the
+    generic signal code; the reference does not discuss it).  Other tasks' vcpus keep
+    running until the vcore exits for another reason."""
     t = e.tasks[v]
     asleep = t.loc in ("kvmppc_wait_for_exec", "kvmppc_vcore_blocked.schedule")
     e.task(v, signal=True, woken=t.woken or asleep)
     e.event("signal", -1, v, "signal pending for the vcpu's task")
+    if t.loc == "kvmppc_run_core" and e.threads[0].loc != "host":
+        e.thread(0, ipi=True)
+        e.event("ipi", -1, v, "host reschedule IPI to thread 0 (signal)", 0)
 
 
 def drain(e: Edit, writer: int) -> None:

@@ -178,9 +178,11 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
 
 
 def _check_ptids(m, prev: Machine, s: Machine) -> list[tuple[str, str]]:
-    run = prev.vcore.runnable
-    busy = [v for v in run if not prev.vcpus[v].ceded]
-    ceded = [v for v in run if prev.vcpus[v].ceded]
+    # Judge by the state after the step: the same critical section delivers interrupts
+    # (ending cedes) and drops signalled vcpus before kvmppc_run_core assigns ptids.
+    run = s.vcore.runnable
+    busy = [v for v in run if not s.vcpus[v].ceded]
+    ceded = [v for v in run if s.vcpus[v].ceded]
     expect = busy + ceded if m.config.policy == "realmode" else busy
     got = sorted((s.vcpus[v].ptid, v) for v in expect)
     if [v for _, v in got] != expect or [p for p, _ in got] != list(range(len(expect))):

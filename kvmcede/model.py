@@ -33,6 +33,10 @@ class Model:
     """
 
     def __init__(self, config: Config, workload: Workload) -> None:
+        if not isinstance(config, Config):
+            raise ValueError(f"config must be a Config, got {type(config).__name__}")
+        if not isinstance(workload, Workload):
+            raise ValueError(f"workload must be a Workload, got {type(workload).__name__}")
         config.validate()
         workload.check(config)
         self.config = config

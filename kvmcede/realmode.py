@@ -178,7 +178,9 @@ def kvmppc_hv_entry(e: Edit, i: int) -> None:
     e.vc(entry_exit_count=eec + 1)
     # Load the guest's registers (non-volatile GPRs r14-r31 and FP state) from the vcpu.
     vcpu = e.vcpus[v]
-    e.thread(i, loc="kvmppc_cede_reentry", gprs=vcpu.gpr_saved, fprs=vcpu.fpr_saved, trap=0)
+    # Entry also loads the guest LPCR, so no LPCR_MER is left over from an earlier run.
+    e.thread(i, loc="kvmppc_cede_reentry", gprs=vcpu.gpr_saved, fprs=vcpu.fpr_saved, trap=0,
+             mer=False)
     if i == 0:
         # The primary switches LPID/SDR1 to the guest's partition, then lets the
         # secondaries (spinning on vcore->in_guest) go in.
@@ -202,13 +204,14 @@ def kvmppc_cede_reentry(e: Edit, i: int) -> None:
     vcpu = e.vcpus[v]
     vector = 0
     mer = t.mer
-    if vcpu.vector == 0:  # nothing injected by the host already
-        if vcpu.pending_exceptions & _EXT_BITS:
-            mer = True
-            if vcpu.msr_ee:
-                vector = 0x500
-        elif vcpu.msr_ee and vcpu.dec == Dec.NEGATIVE:
-            vector = 0x900
+    # An interrupt the host already injected (vector set) left MSR[EE] off; a pending
+    # external still sets LPCR_MER, or it would wait for the next exit to be delivered.
+    if vcpu.pending_exceptions & _EXT_BITS:
+        mer = True
+        if vcpu.msr_ee and vcpu.vector == 0:
+            vector = 0x500
+    elif vcpu.msr_ee and vcpu.vector == 0 and vcpu.dec == Dec.NEGATIVE:
+        vector = 0x900
     if vector:
         e.vcpu(v, vector=vector, msr_ee=False)
     # "cancel cede": the vcpu is running again.  (In store-buffer mode this is a
