@@ -1,0 +1,587 @@
+"""Interactive apps for the chapters: a step-through player, the policy comparison
+dashboard, the explorer app and a timeline with a movable window.
+
+Every app is a thin wrapper over a function of :mod:`kvmcede.plots` (the same call makes
+the static figure of the book): it renders that figure with the Agg canvas into an
+``ipywidgets.Image`` (PNG bytes), so the picture is stored with the notebook and can be
+checked in tests without a browser.  Every app is an ``ipywidgets.VBox``: display it by
+making it the last expression of a cell.
+
+Redraws are kept fast by drawing each figure's frame (titles, legends, axes that do not
+change) once and redrawing only what moves (matplotlib "blitting"), and by caching
+simulations and replayed states.  ``benchmarks/bench_widgets.py`` measures them.
+
+No widget shows a traceback: an impossible setting (say more vcpus than threads) is
+prevented by linking the controls, and anything else that the model rejects is shown as
+a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections import OrderedDict
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as W
+from matplotlib.figure import Figure
+
+from . import plots
+from .config import ABLATIONS, BUGS, Config
+from .guest import random_workload
+from .model import Model
+from .sim import simulate
+
+if TYPE_CHECKING:
+    from .trace import Event, Metrics, Trace
+
+__all__ = ["ComparisonDashboard", "ExplorerApp", "StepPlayer", "TimelineWidget"]
+
+_IMAGE_LAYOUT = {"max_width": "100%", "height": "auto"}
+
+
+def _message_png(text: str, width: float = 8.0, dpi: float = 80) -> bytes:
+    """A small PNG that says ``text`` (shown where a figure cannot be drawn)."""
+    fig = Figure(figsize=(width, 0.9), dpi=dpi)
+    fig.text(0.02, 0.5, text, fontsize=10, va="center", color="#994400", wrap=True)
+    return plots.to_png(fig)
+
+
+class _Blit:
+    """A figure whose frame is drawn once; :meth:`png` redraws only ``artists``."""
+
+    def __init__(self, fig: Figure, artists: list[Any]) -> None:
+        self.fig = fig
+        self.artists = artists
+        for a in artists:
+            a.set_animated(True)
+        self.canvas = plots.fast_canvas(fig)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(fig.bbox)
+
+    def png(self, artists: list[Any] | None = None) -> bytes:
+        self.canvas.restore_region(self.background)
+        for a in self.artists if artists is None else artists:
+            self.fig.draw_artist(a)
+        return plots.rgba_to_png(self.canvas.buffer_rgba())
+
+
+class _TimelinePane:
+    """One timeline figure redrawn for any window (:func:`kvmcede.plots.timeline`
+    without its legend), with a movable step mark drawn over a saved background."""
+
+    def __init__(self, trace: Trace, *, vcpus: bool = False, dpi: float = 80,
+                 title: bool = True) -> None:
+        self.trace = trace
+        self.vcpus = vcpus
+        self.fig = Figure(dpi=dpi)
+        # lay the figure out (a title line is reserved with " "); windows come later
+        plots.timeline(trace, 0.0, 1.0, fig=self.fig, vcpus=vcpus, legend=False,
+                       title=" " if title else "")
+        self.ax = self.fig.axes[0]
+        self.canvas = plots.fast_canvas(self.fig)
+        self.window: tuple[float, float] | None = None
+        self.line = None
+        self.background = None
+
+    def set_window(self, a: float, b: float, title: str = "") -> None:
+        """Draw the timeline of [a, b] (nothing to do if it is already drawn)."""
+        if self.window == (a, b) and self.background is not None:
+            return
+        ax = self.ax
+        plots.redraw_timeline(ax, self.trace, a, b, vcpus=self.vcpus, title=title)
+        self.line = ax.axvline(a, color="black", lw=1.6, zorder=10, animated=True)
+        self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+        self.window = (a, b)
+
+    def png(self, mark: float | None = None) -> bytes:
+        """The drawn window as PNG, with a vertical mark at x = ``mark`` if given."""
+        self.canvas.restore_region(self.background)
+        if mark is not None:
+            self.line.set_xdata([mark, mark])
+            self.fig.draw_artist(self.line)
+        return plots.rgba_to_png(self.canvas.buffer_rgba())
+
+
+# =============================================================================================
+# Step-through player
+# =============================================================================================
+
+class StepPlayer(W.VBox):
+    """Step through any trace (a simulation or an explorer counterexample).
+
+    Play and step buttons and a slider over the steps; below them the step just taken
+    (its kernel function, a one-line explanation and the events it emitted), the
+    timeline with that step marked, and the machine state after it with every value the
+    step changed highlighted (:func:`kvmcede.plots.state_view`).
+
+    Slider value ``k`` means "after ``k`` steps" (``0``: the initial state).
+    """
+
+    def __init__(self, trace: Trace, *, start: int = 0, page_steps: int | None = None,
+                 interval_ms: int = 700, dpi: float = 80) -> None:
+        n = len(trace.steps)
+        if not 0 <= start <= n:
+            raise ValueError(f"start must be a step count from 0 to {n}, got {start!r}")
+        if page_steps is not None and page_steps < 1:
+            raise ValueError(f"page_steps must be >= 1, got {page_steps!r}")
+        self.trace = trace
+        self.dpi = dpi
+        self._model = Model(trace.config, trace.workload)
+        if page_steps is None:
+            page_steps = max(n, 1) if trace.source == "explore" and n <= 150 else 50
+        self.page_steps = page_steps
+        self.play = W.Play(value=start, min=0, max=n, step=1, interval=interval_ms,
+                           description="play", layout=W.Layout(width="auto"))
+        self.slider = W.IntSlider(value=start, min=0, max=n, description="step",
+                                  continuous_update=True, layout=W.Layout(width="55%"))
+        W.link((self.play, "value"), (self.slider, "value"))
+        buttons = []
+        for label, tip, fn in (("⏮", "initial state", lambda k: 0),
+                               ("◀", "previous step", lambda k: k - 1),
+                               ("▶", "next step", lambda k: k + 1),
+                               ("⏭", "last step", lambda k: n)):
+            b = W.Button(description=label, tooltip=tip, layout=W.Layout(width="38px"))
+            b.on_click(lambda _b, fn=fn: self.show(max(0, min(n, fn(self.slider.value)))))
+            buttons.append(b)
+        self.buttons = buttons
+        self.info = W.HTML()
+        self.timeline_image = W.Image(format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        # The legend is the same on every page: drawn once, under the pages.
+        self.legend_image = W.Image(
+            value=plots.to_png(plots.timeline_legend(trace, fig=Figure(dpi=dpi))),
+            format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        self.state_image = W.Image(format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        super().__init__([W.HBox([self.play, *buttons, self.slider]), self.info,
+                          self.timeline_image, self.legend_image, self.state_image])
+        self._pane = _TimelinePane(trace, dpi=dpi)
+        self._states: OrderedDict[int, bytes] = OrderedDict()
+        self._k: int | None = None
+        self._state = None
+        self.slider.observe(self._on_value, names="value")
+        self._render(start)
+
+    # ---- public ----------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """The number of steps taken in the state shown."""
+        return self.slider.value
+
+    def show(self, k: int) -> None:
+        """Show the state after ``k`` steps."""
+        n = len(self.trace.steps)
+        if not 0 <= k <= n:
+            raise ValueError(f"k must be a step count from 0 to {n}, got {k!r}")
+        if k == self.slider.value:
+            self._render(k)
+        else:
+            self.slider.value = k  # the observer renders
+
+    # ---- rendering -----------------------------------------------------------------------------
+    def _on_value(self, change: dict) -> None:
+        self._render(change["new"])
+
+    def _states_around(self, k: int):
+        """(state before step k-1, state after it, events of it) using the last state
+        shown when stepping forward by one."""
+        tr = self.trace
+        if k == 0:
+            return None, tr.state_after(0), []
+        t, st = tr.steps[k - 1]
+        if self._k is not None and k == self._k + 1 and self._state is not None:
+            prev = self._state
+        else:
+            prev = tr.state_after(k - 1)
+        s, evs = self._model.apply(prev, st, t)
+        return prev, s, evs
+
+    def _render(self, k: int) -> None:
+        tr = self.trace
+        prev, s, evs = self._states_around(k)
+        self._k, self._state = k, s
+        self.info.value = self._info_html(k, evs)
+        self.timeline_image.value = self._timeline_png(k - 1)
+        png = self._states.get(k)
+        if png is None:
+            if k:
+                _t, st = tr.steps[k - 1]
+                title = f"after step {k}: {st.label()}"
+            else:
+                title = "initial state"
+            fig = Figure(dpi=self.dpi)
+            plots.state_view(s, tr.config, title, previous=prev, workload=tr.workload,
+                             fig=fig)
+            png = plots.to_png(fig)
+            self._states[k] = png
+            if len(self._states) > 400:
+                self._states.popitem(last=False)
+        self.state_image.value = png
+
+    def _info_html(self, k: int, evs: list[Event]) -> str:
+        tr = self.trace
+        n = len(tr.steps)
+        if k == 0:
+            return (f"<b>initial state</b> (step 0 of {n}): every vcpu stopped, thread 0 "
+                    "in the host, the other threads offline.")
+        t, st = tr.steps[k - 1]
+        when = "" if tr.source == "explore" else f" · t = {tr.us(t):,.3f} µs"
+        lines = [f"<b>step {k} of {n}</b>{when} · {html.escape(st.actor)} "
+                 f"{st.index}: <code>{html.escape(st.name)}</code>",
+                 f"<i>{html.escape(plots.explain_step(st))}</i>"]
+        shown = [e for e in evs if e.kind not in ("thread_state", "vcpu_state")]
+        if shown:
+            items = "".join(
+                f"<li><code>{html.escape(e.kind)}</code>"
+                + (f" (vcpu {e.vcpu})" if e.vcpu >= 0 else "")
+                + (f": {html.escape(e.detail)}" if e.detail else "") + "</li>"
+                for e in shown[:8])
+            more = f"<li>… {len(shown) - 8} more</li>" if len(shown) > 8 else ""
+            lines.append(f"<ul style='margin:2px 0'>{items}{more}</ul>")
+        return "<div style='line-height:1.35'>" + "<br>".join(lines[:2]) + \
+            "".join(lines[2:]) + "</div>"
+
+    def page_window(self, p: int) -> tuple[float, float]:
+        """The timeline window of page ``p`` (``page_steps`` steps a page)."""
+        if not self.trace.steps:
+            return (0.0, max(1.0, plots.timeline_end(self.trace)))
+        return plots.step_window(self.trace, p * self.page_steps, self.page_steps)
+
+    def _timeline_png(self, j: int) -> bytes:
+        """The timeline page holding step ``j`` (0-based; -1: none) with ``j`` marked."""
+        tr = self.trace
+        n = len(tr.steps)
+        p = max(j, 0) // self.page_steps
+        a, b = self.page_window(p)
+        last = min(n, (p + 1) * self.page_steps)
+        title = f"steps {p * self.page_steps + 1} to {last} of {n}" if n else "no steps"
+        self._pane.set_window(a, b, title)
+        if j < 0:
+            return self._pane.png()
+        return self._pane.png(plots.step_position(tr, j))
+
+
+# =============================================================================================
+# Comparison dashboard
+# =============================================================================================
+
+@lru_cache(maxsize=256)
+def _simulate_pair(threads: int, vcpus: int, idle_fraction: float, rate: float,
+                   duration_us: float, idle_us: float, seed: int) -> tuple[Metrics, Metrics]:
+    """Metrics of policy "host" and policy "realmode" on one random workload."""
+    cfg = Config(threads_per_core=threads, vcpus=vcpus, seed=seed)
+    wl = random_workload(cfg, duration_us, idle_fraction=idle_fraction, idle_us=idle_us,
+                         interrupt_rate=rate, seed=seed)
+    host = simulate(cfg.replace(policy="host"), wl, until=duration_us).metrics
+    real = simulate(cfg, wl, until=duration_us).metrics
+    return host, real
+
+
+class ComparisonDashboard(W.VBox):
+    """Policy "host" (before 19ccb76a) against policy "realmode" on the same random
+    workload, re-simulated for every slider position (:func:`kvmcede.plots.comparison`).
+
+    Sliders: the fraction of time each vcpu is idle, the number of vcpus, device
+    interrupts per second per vcpu, the SMT mode (the vcpu slider never exceeds the
+    threads of the core) and the workload's seed.  ``duration_us`` of machine time is
+    simulated per policy, with idle periods averaging ``idle_us`` (the default, 10 ms
+    with 1 ms idle periods, keeps a new slider position under a tenth of a second;
+    longer runs give steadier numbers, and every run is cached).
+    """
+
+    def __init__(self, *, idle_fraction: float = 0.5, vcpus: int = 4,
+                 interrupt_rate: float = 500.0, threads_per_core: int = 4,
+                 duration_us: float = 10_000.0, idle_us: float = 1000.0, seed: int = 0,
+                 dpi: float = 80) -> None:
+        if threads_per_core not in (1, 2, 4):
+            raise ValueError(f"threads_per_core must be 1, 2 or 4, got {threads_per_core!r}")
+        if not 1 <= vcpus <= threads_per_core:
+            raise ValueError(f"vcpus must be from 1 to threads_per_core "
+                             f"({threads_per_core}), got {vcpus!r}")
+        if not duration_us > 0 or not idle_us > 0:
+            raise ValueError(f"duration_us and idle_us must be > 0, got {duration_us!r} "
+                             f"and {idle_us!r}")
+        self.duration_us = float(duration_us)
+        self.idle_us = float(idle_us)
+        style = {"description_width": "150px"}
+        wide = W.Layout(width="460px")
+        self.idle_fraction = W.FloatSlider(value=idle_fraction, min=0.0, max=1.0, step=0.05,
+                                           description="idle fraction", readout_format=".0%",
+                                           continuous_update=False, style=style, layout=wide)
+        self.vcpus = W.IntSlider(value=vcpus, min=1, max=threads_per_core,
+                                 description="vcpus", continuous_update=False, style=style,
+                                 layout=wide)
+        self.interrupt_rate = W.IntSlider(value=int(interrupt_rate), min=0, max=10_000,
+                                          step=250, description="interrupts/s per vcpu",
+                                          continuous_update=False, style=style, layout=wide)
+        self.smt = W.ToggleButtons(options=[("SMT1", 1), ("SMT2", 2), ("SMT4", 4)],
+                                   value=threads_per_core, description="SMT mode",
+                                   style={**style, "button_width": "60px"})
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
+                                     style=style, layout=W.Layout(width="260px"))
+        self.status = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        super().__init__([W.HBox([W.VBox([self.idle_fraction, self.vcpus,
+                                          self.interrupt_rate]),
+                                  W.VBox([self.smt, self.seed])]),
+                          self.status, self.image])
+        fig = Figure(figsize=(11.0, 6.4), dpi=dpi)
+        self._artists = plots.ComparisonArtists(fig, "", animated=True)
+        self._blit = _Blit(fig, self._artists.dynamic)
+        self._holding = False
+        self.smt.observe(self._on_smt, names="value")
+        for w in (self.idle_fraction, self.vcpus, self.interrupt_rate, self.seed):
+            w.observe(self._on_change, names="value")
+        self.update()
+
+    def _on_smt(self, change: dict) -> None:
+        # Link the controls: a core of N threads runs at most N vcpus.
+        self._holding = True
+        try:
+            self.vcpus.max = change["new"]  # clamps vcpus.value
+        finally:
+            self._holding = False
+        self.update()
+
+    def _on_change(self, _change: dict) -> None:
+        if not self._holding:
+            self.update()
+
+    def settings(self) -> dict[str, Any]:
+        """The current slider positions."""
+        return {"threads_per_core": self.smt.value, "vcpus": self.vcpus.value,
+                "idle_fraction": round(float(self.idle_fraction.value), 4),
+                "interrupt_rate": float(self.interrupt_rate.value),
+                "seed": int(self.seed.value)}
+
+    def update(self) -> None:
+        """Re-simulate (or reuse a cached run) and redraw for the current settings."""
+        st = self.settings()
+        t0 = time.perf_counter()
+        try:
+            if st["vcpus"] > st["threads_per_core"]:
+                raise ValueError(f"vcpus ({st['vcpus']}) cannot exceed the threads of an "
+                                 f"SMT{st['threads_per_core']} core")
+            mh, mr = _simulate_pair(st["threads_per_core"], st["vcpus"],
+                                    st["idle_fraction"], st["interrupt_rate"],
+                                    self.duration_us, self.idle_us, st["seed"])
+        except ValueError as exc:
+            self.status.value = (f"<span style='color:#AA3300'>⚠ cannot simulate this "
+                                 f"setting: {html.escape(str(exc))}</span>")
+            self.image.value = _message_png(f"No figure: {exc}")
+            return
+        title = (f"SMT{st['threads_per_core']}, {st['vcpus']} vcpu"
+                 f"{'s' if st['vcpus'] > 1 else ''}, idle {st['idle_fraction']:.0%}, "
+                 f"{st['interrupt_rate']:,.0f} interrupts/s per vcpu — "
+                 f"{self.duration_us / 1000:g} ms of machine time per policy")
+        self._artists.update(mh, mr, title=title)
+        self.image.value = self._blit.png()
+        self.metrics = (mh, mr)
+        dt = time.perf_counter() - t0
+        self.status.value = (f"whole-core exits {mh.whole_core_exits} → "
+                             f"{mr.whole_core_exits}; guest time lost "
+                             f"{mh.lost_guest_us:,.0f} → {mr.lost_guest_us:,.0f} µs "
+                             f"<span style='color:#888'>({dt * 1000:.0f} ms)</span>")
+
+
+# =============================================================================================
+# Timeline with a movable window
+# =============================================================================================
+
+class TimelineWidget(W.VBox):
+    """A timeline (:func:`kvmcede.plots.timeline`) of a long trace with a slider choosing
+    the window: its start and its width.  Narrow windows show every span and marker;
+    wide ones are aggregated."""
+
+    def __init__(self, trace: Trace, *, width_us: float | None = None, vcpus: bool = False,
+                 dpi: float = 80) -> None:
+        self.trace = trace
+        self._end = max(plots.timeline_end(trace), 1.0)
+        unit = "steps" if trace.source == "explore" else "µs"
+        if width_us is None:
+            width_us = min(self._end, 50.0 if unit == "µs" else self._end)
+        if not width_us > 0:
+            raise ValueError(f"width_us must be > 0, got {width_us!r}")
+        widths = sorted({w for w in (5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000,
+                                     10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+                                     1_000_000) if w < self._end} | {self._end,
+                                                                     min(width_us, self._end)})
+        self.width = W.SelectionSlider(options=[(f"{w:g} {unit}", w) for w in widths],
+                                       value=min(width_us, self._end),
+                                       description="window", continuous_update=False,
+                                       layout=W.Layout(width="420px"))
+        self.start = W.FloatSlider(value=0.0, min=0.0, max=max(0.0, self._end - self.width.value),
+                                   step=max(self._end / 1000, 0.001), description="start",
+                                   readout_format=",.1f", continuous_update=False,
+                                   layout=W.Layout(width="70%"))
+        self.image = W.Image(format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        self.legend_image = W.Image(
+            value=plots.to_png(plots.timeline_legend(trace, vcpus=vcpus, fig=Figure(dpi=dpi))),
+            format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        super().__init__([W.HBox([self.width, self.start]), self.image, self.legend_image])
+        self._pane = _TimelinePane(trace, vcpus=vcpus, dpi=dpi, title=False)
+        self._ax = self._pane.ax
+        self.width.observe(self._on_width, names="value")
+        self.start.observe(lambda _c: self.redraw(), names="value")
+        self.redraw()
+
+    def _on_width(self, change: dict) -> None:
+        w = change["new"]
+        hi = max(0.0, self._end - w)
+        if self.start.value > hi:
+            self.start.value = hi  # redraws
+        self.start.max = hi
+        self.redraw()
+
+    def window(self) -> tuple[float, float]:
+        """The window shown, in the timeline's x units."""
+        a = float(self.start.value)
+        return a, a + float(self.width.value)
+
+    def redraw(self) -> None:
+        """Draw the current window into the image."""
+        self._pane.set_window(*self.window())
+        self.image.value = self._pane.png()
+
+
+# =============================================================================================
+# Explorer app
+# =============================================================================================
+
+class ExplorerApp(W.VBox):
+    """Run the interleaving explorer (:func:`kvmcede.explore.explore`) on the protocol or
+    on one of its ablations and shipped bugs; show the verdict, how many states were
+    explored and, for a violation, the shortest counterexample in a :class:`StepPlayer`.
+
+    The variant's own configuration, workload and environment budget come from
+    ``kvmcede.explore.setup(name)``; the vcpu count and memory mode can be changed (with
+    another vcpu count the explorer's default workload for that configuration is used).
+    """
+
+    def __init__(self, name: str = "protocol", *, max_states: int = 1_000_000) -> None:
+        names = ["protocol", *sorted(ABLATIONS), *sorted(BUGS)]
+        if name not in names:
+            raise ValueError(f"name must be one of {names}, got {name!r}")
+        labels = {"protocol": "the protocol (19ccb76a, fixes in)",
+                  **{a: f"ablation: {a}" for a in ABLATIONS},
+                  **{b: f"bug: {b}" for b in BUGS}}
+        self.variant = W.Dropdown(options=[(labels[n], n) for n in names], value=name,
+                                  description="variant", layout=W.Layout(width="420px"))
+        self.vcpus = W.IntSlider(value=2, min=1, max=4, description="vcpus",
+                                 continuous_update=False)
+        self.memory = W.ToggleButtons(options=[("sequentially consistent", "sc"),
+                                               ("store buffers", "store_buffer")],
+                                      value="sc", description="memory")
+        self.max_states = W.BoundedIntText(value=max_states, min=100, max=20_000_000,
+                                           step=10_000, description="max states")
+        self.run_button = W.Button(description="Run the explorer", button_style="primary",
+                                   icon="play")
+        self.description = W.HTML()
+        self.progress = W.HTML()
+        self.verdict = W.HTML()
+        self.player_box = W.VBox()
+        super().__init__([W.HBox([self.variant, self.vcpus]),
+                          W.HBox([self.memory, self.max_states, self.run_button]),
+                          self.description, self.progress, self.verdict, self.player_box])
+        self.result: Any = None
+        self.player: StepPlayer | None = None
+        self._results: dict[tuple, Any] = {}
+        self.variant.observe(self._on_variant, names="value")
+        self.run_button.on_click(lambda _b: self.run())
+        self._on_variant({"new": name})
+
+    @staticmethod
+    def _explore_module():
+        try:
+            from . import explore
+        except ImportError as exc:  # the explorer lives in its own module
+            raise RuntimeError(f"the explorer (kvmcede.explore) is not available: {exc}")\
+                from exc
+        return explore
+
+    def _on_variant(self, change: dict) -> None:
+        name = change["new"]
+        text = {"protocol": "The protocol as merged (with the later fixes of the shipped "
+                            "bugs): every property should hold.",
+                **ABLATIONS, **BUGS}[name]
+        self.description.value = f"<i>{html.escape(text)}</i>"
+        try:
+            cfg, _wl, _kw = self._explore_module().setup(name)
+        except (RuntimeError, ValueError) as exc:
+            self.verdict.value = f"<span style='color:#AA3300'>⚠ {html.escape(str(exc))}</span>"
+            return
+        self.vcpus.value = cfg.vcpus
+        self.memory.value = cfg.memory
+
+    def configuration(self) -> tuple[Config, Any, dict]:
+        """The configuration, workload and explorer arguments the next run will use."""
+        ex = self._explore_module()
+        cfg, wl, kw = ex.setup(self.variant.value)
+        n = self.vcpus.value
+        changes: dict[str, Any] = {"memory": self.memory.value}
+        if n != cfg.vcpus:
+            changes["vcpus"] = n
+            changes["threads_per_core"] = max(cfg.threads_per_core, 1 if n == 1 else
+                                              2 if n == 2 else 4)
+            wl = None
+        return cfg.replace(**changes), wl, dict(kw)
+
+    def run(self) -> Any:
+        """Run the explorer for the current choices (cached) and show the result."""
+        self.verdict.value = ""
+        try:
+            ex = self._explore_module()
+            cfg, wl, kw = self.configuration()
+        except (RuntimeError, ValueError) as exc:
+            self.verdict.value = f"<span style='color:#AA3300'>⚠ {html.escape(str(exc))}</span>"
+            return None
+        key = (self.variant.value, cfg.vcpus, cfg.threads_per_core, cfg.memory,
+               self.max_states.value)
+        result = self._results.get(key)
+        if result is None:
+            self.run_button.disabled = True
+            self.progress.value = "exploring…"
+            kw.update(max_states=self.max_states.value, progress=self._on_progress)
+            kw.setdefault("stop_at_first", True)  # the shortest counterexample, sooner
+            try:
+                result = ex.explore(cfg, wl, **kw)
+            except ValueError as exc:
+                self.verdict.value = (f"<span style='color:#AA3300'>⚠ "
+                                      f"{html.escape(str(exc))}</span>")
+                return None
+            finally:
+                self.run_button.disabled = False
+            self._results[key] = result
+        self.result = result
+        self._show(result)
+        return result
+
+    def _on_progress(self, states: int, queue: int, transitions: int) -> None:
+        """The explorer's progress callback (called a few times a second)."""
+        self.progress.value = (f"exploring… {states:,} states, {transitions:,} transitions, "
+                               f"{queue:,} states queued")
+
+    def _show(self, r: Any) -> None:
+        stats = (f"{r.states:,} states, {r.transitions:,} transitions in "
+                 f"{r.seconds:.1f} s")
+        self.progress.value = stats
+        v = r.violation
+        if v is None:
+            if r.finished:
+                self.verdict.value = ("<b style='color:#117733;font-size:1.15em'>✓ every "
+                                      f"property holds</b> in all {r.states:,} reachable "
+                                      "states")
+            else:
+                self.verdict.value = ("<b style='color:#997700;font-size:1.15em'>no "
+                                      f"violation in the first {r.states:,} states</b> "
+                                      "(state limit reached: not a proof)")
+            self.player = None
+            self.player_box.children = ()
+            return
+        self.verdict.value = (f"<b style='color:#AA2222;font-size:1.15em'>✗ {v.kind} "
+                              f"<code>{html.escape(v.name)}</code> violated</b><br>"
+                              f"{html.escape(v.message)}<br>shortest counterexample: "
+                              f"{v.depth} steps — step through it below")
+        self.player = StepPlayer(v.trace, start=len(v.trace.steps))
+        self.player_box.children = (self.player,)
