@@ -130,6 +130,7 @@ ACTIVITY_COLOURS: dict[str, str] = {
     # vcpu rows
     "ceded": "#D4D4D4",  # ceded and out of the guest (in the host)
     "out": "#EE6677",  # out of the guest although it has work
+    "userspace": "#CCBB44",  # in the host for its own exit (MMIO emulation, hcall, signal)
     "stopped": "#F4F4F4",  # before its first KVM_RUN
     # host row
     "sleeping": "#AAAAAA",  # the vcore's runner sleeps on vc->wq (kvmppc_vcore_blocked)
@@ -144,6 +145,7 @@ ACTIVITY_LABELS: dict[str, str] = {
     "host": "host kernel (thread 0)",
     "ceded": "vcpu ceded in the host",
     "out": "vcpu out with work",
+    "userspace": "vcpu in the host for its own exit",
     "stopped": "vcpu not started",
     "sleeping": "vcore asleep on vc->wq",
 }
@@ -1071,7 +1073,7 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
 
 
 _ORDER = ("guest", "nap", "cede", "entry", "exiting", "offline", "host", "ceded", "out",
-          "stopped", "sleeping")
+          "userspace", "stopped", "sleeping")
 
 
 def _legend_order(code: tuple[str, int]) -> tuple[int, int]:
@@ -1587,7 +1589,7 @@ def exit_group(reason: str) -> str:
 
 _SPLIT = (("guest", "running guest code"), ("nap", "napping in the guest (H_CEDE)"),
           ("ceded", "ceded in the host"), ("out", "out of the guest with work"),
-          ("stopped", "not started yet"))
+          ("userspace", "in the host for its own exit"), ("stopped", "not started yet"))
 _POLICIES = ("host", "realmode")
 
 

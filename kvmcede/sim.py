@@ -23,7 +23,7 @@ from .edit import Step
 from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .invariants import check_step
 from .model import Model
-from .state import KVMPPC_VCPU_STOPPED, Dec, Machine
+from .state import KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Dec, Machine
 from .trace import Event, Trace
 
 __all__ = ["InvariantViolation", "simulate", "thread_activity", "vcpu_activity"]
@@ -61,6 +61,8 @@ def _vcpu_activities(s: Machine) -> list[str]:
     for v, u in enumerate(s.vcpus):
         if u.state == KVMPPC_VCPU_STOPPED:
             out.append("stopped")
+        elif u.state == KVMPPC_VCPU_BUSY_IN_HOST:
+            out.append("userspace")
         else:
             out.append(where.get(v) or ("ceded" if u.ceded else "out"))
     return out
@@ -69,7 +71,9 @@ def _vcpu_activities(s: Machine) -> list[str]:
 def vcpu_activity(s: Machine, v: int) -> str:
     """How vcpu ``v`` spends this moment: "guest" (running guest code), "nap" (napping
     in the guest partition), "ceded" (ceded, out of the guest: in the host or on its way
-    there), "out" (not in the guest although it has work), "stopped" (never run)."""
+    there), "out" (not in the guest although it has work: waiting for the core),
+    "userspace" (BUSY_IN_HOST: in the host for its own exit — MMIO emulation, an hcall
+    the host handles, a signal), "stopped" (never run)."""
     return _vcpu_activities(s)[v]
 
 

@@ -44,7 +44,7 @@ class Event(NamedTuple):
 #: core out, or the wake-up of a vcpu ceded in the host (its DEC hrtimer kicking thread 0).
 IDLENESS_REASONS = ("H_CEDE", "external (decrementer kick)")
 
-VCPU_ACTIVITIES = ("guest", "nap", "ceded", "out", "stopped")
+VCPU_ACTIVITIES = ("guest", "nap", "ceded", "out", "userspace", "stopped")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class Metrics:
       ``host_wakeups``: wake-ups of a sleeping vcore.
     * ``time_split``: per vcpu, time running guest code ("guest"), napping in the guest
       partition ("nap"), ceded out of the guest ("ceded"), out of the guest although it
-      had work ("out"), and before its first KVM_RUN ("stopped").
+      had work ("out"), in the host for its own exit — MMIO emulation, an hcall the host
+      handles, a signal ("userspace") — and before its first KVM_RUN ("stopped").
     * ``latency``: interrupt delivery latency (raised -> executing at its vector), per
       kind: count, mean, median, max; ``undelivered``: raised but not delivered by the
       end of the trace.
@@ -98,7 +99,7 @@ class Metrics:
             "lost_guest_us": round(self.lost_guest_us, 3),
             "lost_guest_fraction": round(self.lost_guest_us / (dur * n), 6),
         }
-        for act in ("guest", "nap", "ceded", "out"):
+        for act in ("guest", "nap", "ceded", "out", "userspace"):
             tot = sum(d.get(act, 0.0) for d in self.time_split.values())
             out[f"{act}_fraction"] = round(tot / (dur * n), 6)
         lat = [v for v in self.latency.values() if v["count"]]
@@ -143,6 +144,7 @@ def _compute_metrics(tr: Trace) -> Metrics:
     last_t = 0
     cause: tuple[str, int] | None = None  # reason and vcpu of the current core exit
     last_kick = ""
+    kicked = -1  # the vcpu whose kick IPI'd thread 0: it, not thread 0's vcpu, caused the exit
     lost = {v: {} for v in range(n)}
     raised: dict[tuple[int, int], list[int]] = {}
     lat: dict[str, list[int]] = {"external": [], "decrementer": []}
@@ -169,7 +171,7 @@ def _compute_metrics(tr: Trace) -> Metrics:
             if reason == "external" and last_kick:
                 reason = f"external ({last_kick} kick)"
             exits[reason] = exits.get(reason, 0) + 1
-            cause = (reason, ev.vcpu)
+            cause = (reason, kicked if reason != ev.detail else ev.vcpu)
         elif k == "kvmppc_hv_entry" and ev.thread == 0:
             cause = None
         elif k == "ipi":
@@ -178,6 +180,7 @@ def _compute_metrics(tr: Trace) -> Metrics:
             elif ev.detail.startswith("host reschedule"):
                 host_ipis += 1
                 last_kick = ev.detail.rsplit("(", 1)[-1].rstrip(")")
+                kicked = ev.vcpu
         elif k == "switch_to_host":
             last_kick = ""
         elif k == "nap":
@@ -269,7 +272,7 @@ class Trace:
         m = self._model
         for j in range(base * self._EVERY, k):
             t, st = self.steps[j]
-            s, _ = m.apply(s, st, t)
+            s, _ = m.apply(s, st, self._now(t))
             if (j + 1) % self._EVERY == 0 and (j + 1) // self._EVERY == len(cps):
                 cps.append(s)
         return s
@@ -287,14 +290,21 @@ class Trace:
         m = self._model
         s = m.initial(self.budget)
         for t, st in self.steps:
-            s, _ = m.apply(s, st, t)
+            s, _ = m.apply(s, st, self._now(t))
             yield t, st, s
 
     def events_of_step(self, k: int) -> list[Event]:
         """The events emitted by step ``k`` (0-based), by replaying it."""
         s = self.state_after(k)
         t, st = self.steps[k]
-        return self._model.apply(s, st, t)[1]
+        return [ev._replace(time=t) for ev in self._model.apply(s, st, self._now(t))[1]]
+
+    def _now(self, t: int) -> int:
+        """The model time to replay a step taken at trace time ``t``: the explorer runs
+        every step at time 0 (its trace times are step numbers, and a DEC programmed at
+        step k must not expire at k + its delay, or replay would not reach the explored
+        states)."""
+        return 0 if self.source == "explore" else t
 
     # ---- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

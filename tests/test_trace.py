@@ -164,7 +164,7 @@ def test_time_split_covers_the_whole_duration_for_every_vcpu(trace):
     s = m.summary()
     n = trace.config.vcpus
     stopped = sum(d["stopped"] for d in m.time_split.values()) / (m.duration_us * n)
-    fractions = sum(s[f"{a}_fraction"] for a in ("guest", "nap", "ceded", "out"))
+    fractions = sum(s[f"{a}_fraction"] for a in ("guest", "nap", "ceded", "out", "userspace"))
     assert fractions + stopped == pytest.approx(1.0, abs=1e-5)
 
 

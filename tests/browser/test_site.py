@@ -1,0 +1,176 @@
+"""The built book, as a reader's browser sees it.
+
+Serves ``book/_build/html`` on 127.0.0.1 and visits every page listed in
+``book/_toc.yml`` in Debian chromium: each page shows its title as its H1, every
+chapter shows at least one figure and every image on it loaded, every same-origin link
+answers 200 (and its #fragment exists), chapters carry a Binder launch link to their
+notebook, and widgets with stored state are rendered. One chapter is screenshotted into
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import urldefrag, urlparse
+
+import pytest
+import yaml
+
+from tests.browser.conftest import BOOK, REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.book]
+
+BINDER = "https://mybinder.org/v2/gh/kvmcede/kvmcede/main?urlpath=lab/tree/"
+SCREENSHOT_PAGE = "notebooks/01-the-machine"
+
+
+def toc_docnames() -> list[str]:
+    """Every document of the book, in _toc.yml order (paths relative to book/)."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text(encoding="utf-8"))
+    names = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                names.append(node["file"])
+            for value in node.values():
+                if isinstance(value, list | dict):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk({key: value for key, value in toc.items() if key != "root"})
+    return names
+
+
+def source_of(docname: str) -> Path:
+    for suffix in (".ipynb", ".md"):
+        path = BOOK / f"{docname}{suffix}"
+        if path.exists():
+            return path.resolve()
+    raise FileNotFoundError(f"no source for {docname!r} under {BOOK}")
+
+
+def expected_title(docname: str) -> str:
+    """The first level-1 markdown heading of the page's source."""
+    path = source_of(docname)
+    if path.suffix == ".ipynb":
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        chunks = [
+            "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            for cell in notebook["cells"]
+            if cell["cell_type"] == "markdown"
+        ]
+        text = "\n".join(chunks)
+    else:
+        text = path.read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    raise AssertionError(f"{path.relative_to(REPO)} has no '# Title' line")
+
+
+def squash(text: str) -> str:
+    """Letters and digits only, lower case: compares a markdown title with its HTML."""
+    return re.sub(r"[\W_]+", "", text).lower()
+
+
+def is_notebook(docname: str) -> bool:
+    return docname.startswith("notebooks/")
+
+
+def is_chapter(docname: str) -> bool:
+    """Chapters 01-10 (the preface, 00, is front matter and may have no figure)."""
+    return is_notebook(docname) and not Path(docname).name.startswith("00-")
+
+
+_FETCHED: dict[str, tuple[int, str]] = {}
+
+
+def _status(request_context, url: str) -> tuple[int, str]:
+    """HTTP status (and HTML text) of a same-origin URL, fetched once per session."""
+    if url not in _FETCHED:
+        response = request_context.get(url)
+        body = response.text() if response.ok and url.endswith(".html") else ""
+        _FETCHED[url] = (response.status, body)
+    return _FETCHED[url]
+
+
+DOCNAMES = toc_docnames()
+
+
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_page(page, site_url, artifacts_dir, docname):
+    url = f"{site_url}/{docname}.html"
+    response = page.goto(url, wait_until="load")
+    assert (
+        response is not None and response.status == 200
+    ), f"{url} -> {response and response.status}"
+
+    # --- the title ------------------------------------------------------------------
+    h1 = page.evaluate(
+        """() => {
+            const h = document.querySelector('article.bd-article h1');
+            if (!h) return null;
+            const c = h.cloneNode(true);
+            c.querySelectorAll('.headerlink').forEach(e => e.remove());
+            return c.textContent.trim();
+        }"""
+    )
+    assert h1, f"{docname}: no <h1> in the article"
+    assert squash(h1) == squash(expected_title(docname)), f"{docname}: H1 is {h1!r}"
+
+    # --- figures --------------------------------------------------------------------
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('article.bd-article img')).every(i => i.complete)",
+        timeout=30_000,
+    )
+    images = page.evaluate(
+        """() => Array.from(document.querySelectorAll('article.bd-article img')).map(
+            i => ({src: i.currentSrc || i.src, width: i.naturalWidth}))"""
+    )
+    broken = [img["src"][:120] for img in images if img["width"] <= 0]
+    assert not broken, f"{docname}: images that did not load: {broken}"
+    if is_chapter(docname):
+        assert images, f"{docname}: a chapter needs at least one figure"
+
+    # --- Binder launch link ---------------------------------------------------------
+    if is_notebook(docname):
+        launch = page.eval_on_selector_all(
+            "a[href*='mybinder.org']", "els => els.map(e => e.getAttribute('href'))"
+        )
+        assert f"{BINDER}{docname}.ipynb" in launch, f"{docname}: launch links {launch}"
+
+    # --- stored widget state is rendered --------------------------------------------
+    has_state = page.locator('script[type="application/vnd.jupyter.widget-state+json"]').count()
+    views = page.locator(
+        'article.bd-article script[type="application/vnd.jupyter.widget-view+json"]'
+    )
+    if has_state and views.count():
+        page.wait_for_selector(
+            "article.bd-article .widget-subarea .jupyter-widgets", timeout=30_000
+        )
+
+    # --- internal links -------------------------------------------------------------
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    origin = urlparse(site_url).netloc
+    bad = []
+    for href in sorted(set(hrefs)):
+        parsed = urlparse(href)
+        if parsed.scheme not in ("http", "https") or parsed.netloc != origin:
+            continue
+        target, fragment = urldefrag(href)
+        status, body = _status(page.request, target)
+        if status != 200:
+            bad.append(f"{href} -> HTTP {status}")
+        elif fragment and body and f'id="{fragment}"' not in body:
+            bad.append(f"{href} -> no element with id {fragment!r}")
+    assert not bad, f"{docname}: broken internal links:\n" + "\n".join(bad)
+
+    if docname == SCREENSHOT_PAGE:
+        shot = artifacts_dir / f"site-{Path(docname).name}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 0
