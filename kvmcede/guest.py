@@ -367,13 +367,13 @@ def guest_interrupt(e: Edit, i: int) -> None:
         e.vcpu(v, pending_exceptions=vcpu.pending_exceptions & ~_EXT,
                raised=vcpu.raised & ~_EXT)
         e.thread(i, mer=False)
-    e.vcpu(v, vector=0, msr_ee=True)
+    e.vcpu(v, vector=0, at_vector=False, msr_ee=True)
     e.event("guest_interrupt", i, v, f"guest handled the interrupt at {vcpu.vector:#x}",
             vcpu.vector)
     if e.threads[i].mer and e.vcpus[v].pending_exceptions & _EXT:
         # The handler's return turns MSR[EE] back on while LPCR_MER is set (by
         # kvmppc_cede_reentry): the mediated external interrupt is taken at once.
-        e.vcpu(v, vector=0x500, msr_ee=False)
+        e.vcpu(v, vector=0x500, at_vector=True, msr_ee=False)
         e.event("deliver", i, v, "mediated external interrupt (LPCR_MER) at 0x500", 0x500)
 
 
@@ -447,7 +447,8 @@ def resume_guest(e: Edit, i: int, v: int) -> None:
     load completes.
     """
     vcpu = e.vcpus[v]
-    if vcpu.vector:
+    if vcpu.vector and not vcpu.at_vector:
+        e.vcpu(v, at_vector=True)
         e.event("deliver", i, v, f"interrupt delivered at {vcpu.vector:#x}", vcpu.vector)
     if vcpu.guest == "cede":
         if vcpu.cede_result == "prod" or vcpu.vector:

@@ -207,6 +207,9 @@ class Vcpu(NamedTuple):
     guest: str = ""
     #: Vector the guest will execute first when it next runs (0x500, 0x900; 0 = none).
     vector: int = 0
+    #: The interrupt at ``vector`` has been delivered: the guest's PC is at the vector,
+    #: its handler has not run yet (an exit now re-enters at the vector, not again).
+    at_vector: bool = False
     #: How the last H_CEDE returned: "" (nothing yet), "irq", "prod", "plain".
     cede_result: str = ""
     #: What the guest believes its NV GPRs / FPRs hold (the tag it last wrote).
