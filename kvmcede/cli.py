@@ -475,22 +475,9 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-#: Events whose ``arg`` is an interrupt vector or trap number (printed in hex); the other
-#: events say what their ``arg`` means in their detail already (it is in the JSON too).
-_VECTOR_EVENTS = frozenset({"raise", "deliver", "exit"})
-
-
 def _print_events(trace: Trace, out: TextIO) -> None:
     """One line per kernel event: time (us), thread, vcpu, kernel name, detail."""
-    print(f"{'time (us)':>12}  {'thr':>3}  {'vcpu':>4}  {'event':<28} detail", file=out)
-    for ev in trace.kernel_events():
-        thr = str(ev.thread) if ev.thread >= 0 else "-"
-        vcpu = str(ev.vcpu) if ev.vcpu >= 0 else "-"
-        detail = ev.detail
-        if ev.arg != -1 and ev.kind in _VECTOR_EVENTS:
-            detail = f"{detail} [{ev.arg:#x}]"
-        print(f"{trace.us(ev.time):12.3f}  {thr:>3}  {vcpu:>4}  {ev.kind:<28} {detail}",
-              file=out)
+    print(trace.format_events(), file=out)
 
 
 def _png_unavailable() -> str:

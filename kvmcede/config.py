@@ -57,8 +57,10 @@ class CostModel:
     10 us, the guest-visible cost of a cede/wake round trip.  All other defaults are
     **illustrative**: orders of magnitude for a 2011 POWER7 host, chosen so that a
     partition switch costs a few microseconds and a host scheduler wake-up tens of
-    microseconds.  Change them to see which conclusions depend on them (few do: the
-    counts of exits, IPIs and naps do not depend on costs at all).
+    microseconds.  Change them to see which conclusions depend on them: times (lost
+    guest time, latencies) scale with them; the counts of exits, IPIs and naps depend
+    on them only through which of two nearly simultaneous events comes first, so they
+    move a little, not in proportion.
     """
 
     #: A few dozen real-mode instructions between two shared accesses (illustrative).
@@ -106,6 +108,10 @@ class CostModel:
                     f"ticks, got {v!r}")
         if self.host_tick <= 0:
             raise ValueError("costs.host_tick must be > 0 ticks")
+
+    def replace(self, **changes: int) -> CostModel:
+        """A copy with some costs changed (validated like a new CostModel)."""
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)

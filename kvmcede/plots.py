@@ -130,7 +130,7 @@ ACTIVITY_COLOURS: dict[str, str] = {
     # vcpu rows
     "ceded": "#D4D4D4",  # ceded and out of the guest (in the host)
     "out": "#EE6677",  # out of the guest although it has work
-    "userspace": "#CCBB44",  # in the host for its own exit (MMIO emulation, hcall, signal)
+    "userspace": "#44BB99",  # in the host for its own exit (MMIO emulation, hcall, signal)
     "stopped": "#F4F4F4",  # before its first KVM_RUN
     # host row
     "sleeping": "#AAAAAA",  # the vcore's runner sleeps on vc->wq (kvmppc_vcore_blocked)
@@ -1838,9 +1838,12 @@ def explorer_result(result: Any, *, fig: Figure | None = None) -> Figure:
     head.set_xlim(0, 1)
     head.set_ylim(0, 1)
     finished = getattr(result, "finished", True)
+    # An unfinished run stopped either at max_states or (stop_at_first) at a violation.
+    at_limit = result.states >= getattr(result, "max_states", result.states)
+    stop = "the state limit" if at_limit else "the first violation"
     stats = (f"{result.states:,} states, {result.transitions:,} transitions explored in "
-             f"{result.seconds:.1f} s" + ("" if finished else " (stopped at the state "
-                                                              "limit: not exhaustive)"))
+             f"{result.seconds:.1f} s" + ("" if finished else f" (stopped at {stop}: not "
+                                                              "exhaustive)"))
     if v is None:
         verdict = ("✓ every property holds in every reachable state" if finished
                    else "no violation found in the explored states")
@@ -1849,7 +1852,11 @@ def explorer_result(result: Any, *, fig: Figure | None = None) -> Figure:
     else:
         verdict = f"✗ {v.kind} '{v.name}' violated"
         colour = "#AA2222"
-        msg = f"{v.message}  (shortest counterexample: {v.depth} steps)"
+        # Breadth-first: a shortest counterexample, unless the run stopped early at a
+        # liveness dead end (a shorter one may end in a state that still has steps).
+        first = not finished and v.kind == "liveness"
+        msg = (f"{v.message}  ({'first dead end found' if first else 'shortest counterexample'}"
+               f": {v.depth} steps)")
     head.text(0.01, 0.76, verdict, fontsize=13, fontweight="bold", color=colour,
               va="center")
     head.text(0.01, 0.42, stats, fontsize=9, va="center")

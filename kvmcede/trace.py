@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -413,6 +414,29 @@ class Trace:
     def kernel_events(self) -> list[Event]:
         """Events other than the activity changes (what a reader follows step by step)."""
         return [e for e in self.events if e.kind not in ("thread_state", "vcpu_state")]
+
+    def format_events(self, kinds: Iterable[str] | None = None, start_us: float = 0.0,
+                      end_us: float | None = None, vcpu: int | None = None) -> str:
+        """The kernel events as a table, one per line: time (us; step number for an
+        explorer trace), thread, vcpu, kernel name, detail.  ``kinds`` keeps only those
+        event kinds; ``start_us``/``end_us`` a window; ``vcpu`` one vcpu's events."""
+        keep = None if kinds is None else set(kinds)
+        unit = "step" if self.source == "explore" else "time (us)"
+        lines = [f"{unit:>10}  {'thr':>3}  {'vcpu':>4}  {'event':<30} detail"]
+        for ev in self.kernel_events():
+            t = self.us(ev.time)
+            if (keep is not None and ev.kind not in keep) or t < start_us or (
+                    end_us is not None and t > end_us) or (vcpu is not None
+                                                            and ev.vcpu != vcpu):
+                continue
+            thr = str(ev.thread) if ev.thread >= 0 else "-"
+            who = str(ev.vcpu) if ev.vcpu >= 0 else "-"
+            detail = ev.detail
+            if ev.arg != -1 and ev.kind in ("raise", "deliver", "exit"):
+                detail = f"{detail} [{ev.arg:#x}]"
+            when = f"{ev.time:>10d}" if self.source == "explore" else f"{t:10.3f}"
+            lines.append(f"{when}  {thr:>3}  {who:>4}  {ev.kind:<30} {detail}")
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"Trace(source={self.source!r}, steps={len(self.steps)}, "
