@@ -194,7 +194,8 @@ class StepPlayer(W.VBox):
             prev = self._state
         else:
             prev = tr.state_after(k - 1)
-        s, evs = self._model.apply(prev, st, t)
+        # Replay at the model time the trace was made at (explorer steps all run at 0).
+        s, evs = self._model.apply(prev, st, tr._now(t))
         return prev, s, evs
 
     def _render(self, k: int) -> None:
