@@ -410,6 +410,8 @@ def h_cede(e: Edit, i: int) -> None:
         e.thread(i, loc="hdec_soon", trap=0xC00)
         e.event("H_CEDE", i, v, "sc 1: H_CEDE is not in hcall_real_table: exit to host")
         return
+    # kvmppc_interrupt saved the trap (0xc00) in the vcpu before hcall_try_real_mode.
+    e.vcpu(v, trap=0xC00)
     e.store(i, "ceded", v, 1, buffered=True)
     e.thread(i, loc="kvmppc_h_cede.sync_prodded")
     e.event("H_CEDE", i, v, "sc 1 -> kvmppc_h_cede: MSR[EE] = 1, ceded = 1")

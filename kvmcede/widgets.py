@@ -327,6 +327,8 @@ class ComparisonDashboard(W.VBox):
                                           self.interrupt_rate]),
                                   W.VBox([self.smt, self.seed])]),
                           self.status, self.image])
+        # The live JupyterLab test (tests/browser/test_live_lab.py) finds it by this class.
+        self.add_class("kvmcede-dashboard")
         fig = Figure(figsize=(11.0, 6.4), dpi=dpi)
         self._artists = plots.ComparisonArtists(fig, "", animated=True)
         self._blit = _Blit(fig, self._artists.dynamic)
