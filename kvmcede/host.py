@@ -244,6 +244,14 @@ def run_vcpu_loop(e: Edit, v: int) -> None:
     if not vc.runnable or e.vcpus[v].state != KVMPPC_VCPU_RUNNABLE:
         e.task(v, loc="kvmppc_run_vcpu.out")
         return
+    if vc.n_busy:
+        # A signalled vcpu just left (BUSY_IN_HOST).  Deliberate deviation: the 3.4 loop
+        # goes on to count the ceded vcpus and may start the vcore in this same
+        # iteration with n_busy == 1; the model follows the reference's invariant 10.9
+        # ("the vcore runs only if n_busy == 0") and waits for that vcpu to come back.
+        e.task(v, loc="kvmppc_wait_for_exec", woken=False)
+        e.event("kvmppc_wait_for_exec", -1, v, f"n_busy = {vc.n_busy}: sleep on cpu_run")
+        return
     n_ceded = 0
     woken_by_prod = prod_wakes(e.m)
     for w in vc.runnable:

@@ -161,9 +161,10 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
     elif step.actor == "task":
         pl, nl = prev.tasks[step.index].loc, s.tasks[step.index].loc
         if nl == "kvmppc_run_core" and pl != "kvmppc_run_core":
-            if pv.vcore_state != VCORE_INACTIVE or pv.n_busy:
+            # (n_busy after the step too: the same step may remove a signalled vcpu.)
+            if pv.vcore_state != VCORE_INACTIVE or pv.n_busy or nv.n_busy:
                 bad.append(("vcore_runs_only_when_ready", f"vcore started from state "
-                            f"{pv.vcore_state} with n_busy {pv.n_busy}"))
+                            f"{pv.vcore_state} with n_busy {max(pv.n_busy, nv.n_busy)}"))
             bad.extend(_check_ptids(m, prev, s))
         elif pl == "kvmppc_run_core" and nl != "kvmppc_run_core":
             if pv.nap_count < pv.n_woken:

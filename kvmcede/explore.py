@@ -1,0 +1,1258 @@
+"""The interleaving explorer: every order of the enabled steps, checked.
+
+:func:`explore` ignores time and walks the state graph of one small configuration
+breadth-first over the model's own step semantics (:meth:`Model.enabled` with the
+environment switched on, :meth:`Model.apply`), keeping a visited set of the hashable
+:class:`~kvmcede.state.Machine` states.  It checks
+
+* every invariant of :data:`kvmcede.invariants.INVARIANTS` (reference section 10 and its
+  consequences) on every transition it discovers, and
+* three liveness properties of the finite graph (:data:`LIVENESS`), after the graph is
+  complete, by reverse reachability,
+
+and returns an :class:`ExploreResult`: ``ok``, the number of states and transitions, the
+time taken, and for every violated property the *shortest* counterexample (breadth-first
+order) as a :class:`~kvmcede.trace.Trace` whose time is the step index — the same type
+the simulator returns, so the same plots and players draw it.
+
+Environment events (device interrupts, guest DEC expiries, remote H_PRODs, host ticks,
+signals) may happen at any moment, each kind at most as often as its budget allows.
+
+The liveness properties ask what the *hypervisor* can do by itself.  A path that
+answers them may use every step of the hardware threads and host tasks — real-mode code,
+the host's scheduling, timers, store-buffer drains, the remote prodder finishing its
+H_PROD — and the guest code of the vcpu the property is about, but neither the guest
+code of the *other* vcpus nor new environment events.  Why: with the H_PROD fix in
+(bugs off), a vcpu whose prod was missed is picked up again at the next whole-core exit,
+and another vcpu's guest code or an unrelated interrupt can always cause one; a property
+that allowed that help would call a protocol "live" because something else eventually
+happens.  (The ablations show exactly such hangs: the core waits for a napper that
+nobody wakes, a prodded vcpu naps on.)  The host's timer tick is such an outside event
+too (the ``host_ticks`` budget): a liveness violation is a hang that lasts at least until
+something unrelated — at worst the next host tick — pulls the core out.  Each liveness
+property is "from every reachable state where its trigger holds, a state where it no
+longer holds is reachable along allowed steps"; a counterexample is a shortest run to a
+state from which no allowed run gets there, followed (``Violation.continuation``) by
+one run of what the hypervisor can still do from there.
+
+Symmetry reduction (``symmetry=True``): vcpus whose programs are identical, and which no
+program names (no ``Prod(target)`` or ``Confer(target)`` refers to them and theirs refer
+to nobody), are interchangeable: the initial state treats all vcpus alike and no step
+depends on a vcpu's number, only on where the vcpu appears (its records, its place in
+``runnable_threads``, on the wait queue, as runner, on which hardware thread, in which
+buffered store, as the remote prodder's target).  Hardware threads are *not* permuted
+(ptids and thread 0 matter).  The explorer stores one representative per orbit: within
+each class of interchangeable vcpus it renumbers the vcpus in the order of a signature
+made of everything the state says about each of them (vcpu record, task record,
+position in ``runnable_threads`` and ``wq``, runner or not, the hardware threads that
+name it, the buffered stores about it, prodder target or not).  The signature is
+invariant under renumbering, and two vcpus with equal signatures are referenced nowhere
+and have equal records, so swapping them leaves the state unchanged: the
+representative is unique.  Because the permuted vcpus' bits in the liveness masks move
+with them, each stored edge remembers the renumbering it went through.  Counterexamples
+are turned back into concrete step sequences from the real initial state and replayed to
+check that they reach the reported state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from .config import ABLATIONS, BUGS, Config
+from .edit import Step
+from .guest import GUEST_STEPS, Busy, Confer, Idle, Mmio, Prod, Workload
+from .invariants import INVARIANTS, check_step
+from .model import Model
+from .state import (
+    BOOK3S_IRQPRIO_DECREMENTER,
+    BOOK3S_IRQPRIO_EXTERNAL,
+    BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
+    VCORE_RUNNING,
+    Machine,
+)
+from .trace import Event, Trace
+
+__all__ = [
+    "LIVENESS",
+    "PROPERTIES",
+    "SETUPS",
+    "ExploreResult",
+    "Violation",
+    "add_cli_arguments",
+    "cli_main",
+    "default_workload",
+    "explore",
+    "setup",
+]
+
+#: The liveness properties, checked on the finite graph once it is complete.
+LIVENESS: dict[str, str] = {  # (paths: hypervisor steps only, see the module docstring)
+    "core_can_leave": (
+        "once an exit has started (exit count > 0 while VCORE_RUNNING), the hypervisor "
+        "can always bring the whole core out of the guest (vcore_state leaves "
+        "VCORE_RUNNING)"),
+    "interrupt_delivered": (
+        "an interrupt raised for a vcpu (device interrupt or DEC expiry) can always be "
+        "delivered to it at its vector by the hypervisor and that vcpu's own code"),
+    "prod_not_lost": (
+        "a vcpu that is prodded while ceded can always be brought out of the cede by the "
+        "hypervisor (no vcpu is ceded forever while prodded)"),
+}
+
+#: Every property the explorer checks: the invariants, then the liveness properties.
+PROPERTIES: dict[str, str] = {
+    **{name: f"{text} (reference {where})" if where[0].isdigit() else f"{text} ({where})"
+       for name, (where, text) in INVARIANTS.items()},
+    **LIVENESS,
+}
+
+_BUDGET_NAMES = ("interrupts", "DEC expiries", "remote H_PRODs", "host ticks", "signals")
+
+# ---- liveness bit masks -----------------------------------------------------------------
+# Bit 0: core_can_leave.  Then 4 bits per vcpu v from bit 1 + 4v: raised EXTERNAL,
+# raised DECREMENTER, raised EXTERNAL_LEVEL, prodded-and-ceded.
+_CORE = 1
+_GROUP = 0xF
+_RAISED_BITS = 0x7
+_PROD_BIT = 0x8
+_IRQ_NAMES = ("external", "decrementer", "external (level)")
+_VECTORS = (0x500, 0x900, 0x500)
+assert BOOK3S_IRQPRIO_DECREMENTER == BOOK3S_IRQPRIO_EXTERNAL + 1  # packed below
+_SHIFT_LEVEL = BOOK3S_IRQPRIO_EXTERNAL_LEVEL - 2
+
+#: Edge labels for the liveness paths: a step of the hypervisor (any property may use
+#: it) or guest code of vcpu ``w`` (label ``w``: only properties about ``w``).
+_HYP = 255
+
+
+def _trigger_mask(s: Machine) -> int:
+    """The liveness "trigger" bits that hold in ``s``; each property's goal is that its
+    trigger no longer holds."""
+    m = 0
+    vc = s.vcore
+    if vc.vcore_state == VCORE_RUNNING and vc.entry_exit_count >= 0x100:
+        m = _CORE
+    sh = 1
+    for u in s.vcpus:
+        r = u.raised
+        if r:
+            m |= (((r >> BOOK3S_IRQPRIO_EXTERNAL) & 3) | ((r >> _SHIFT_LEVEL) & 4)) << sh
+        if u.prodded and u.ceded:
+            m |= _PROD_BIT << sh
+        sh += 4
+    return m
+
+
+# ============================================================================================
+# Results
+# ============================================================================================
+
+@dataclass
+class Violation:
+    """One violated property and its shortest counterexample.
+
+    ``kind`` is "invariant" or "liveness"; ``trace`` is the counterexample as a Trace
+    (``source="explore"``, time = step index, ``budget`` = the initial budget): replaying
+    its steps (``trace.state_after(len(trace.steps))``) gives ``state``, the state in
+    which the invariant fails, or from which the liveness goal can no longer be reached.
+    ``depth`` is the number of steps.
+    """
+
+    name: str
+    kind: str
+    message: str
+    trace: Trace
+    depth: int
+    state: Machine = field(repr=False)
+    #: Liveness only: what the hypervisor can still do from ``state`` — a shortest run of
+    #: allowed steps to a dead end, or (when every run goes on forever) a run into a
+    #: cycle; ``continuation_end`` says which ("dead end", "cycle", or "" if none).
+    continuation: list[Step] = field(default_factory=list, repr=False)
+    continuation_end: str = ""
+
+    def format(self, events: bool = True) -> str:
+        """The violation and its counterexample, step by step, with kernel names."""
+        lines = [f"{self.name} ({self.kind}): {self.message}",
+                 f"counterexample: {self.depth} steps (shortest, breadth-first)"]
+        by_time: dict[int, list[Event]] = {}
+        for ev in self.trace.events:
+            by_time.setdefault(ev.time, []).append(ev)
+        width = len(str(self.depth + len(self.continuation)))
+        for k, (_, st) in enumerate(self.trace.steps):
+            lines.append(f"  {k + 1:>{width}}. {st.label()}")
+            if events:
+                lines.extend(_event_lines(by_time.get(k, ()), width))
+        lines.append(f"  {'':>{width}}  => {self.name}: {self.message}")
+        if self.continuation:
+            lines.append(f"then, for example (ends in a {self.continuation_end}):")
+            model = self.trace._model
+            s = self.state
+            for k, st in enumerate(self.continuation, start=self.depth + 1):
+                s, evs = model.apply(s, st)
+                lines.append(f"  {k:>{width}}. {st.label()}")
+                if events:
+                    lines.extend(_event_lines(evs, width))
+            if self.continuation_end == "dead end":
+                lines.append(f"  {'':>{width}}  (no step the property allows is enabled any "
+                             "more)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Violation(name={self.name!r}, kind={self.kind!r}, depth={self.depth}, "
+                f"message={self.message!r})")
+
+
+@dataclass
+class ExploreResult:
+    """What :func:`explore` found.
+
+    ``ok``: the exploration finished and no checked property is violated.
+    ``finished``: every reachable state was visited (False when ``max_states`` stopped it
+    or ``stop_at_first`` stopped it at a violation).  ``states`` / ``transitions``: how
+    many were visited / followed (states are orbit representatives under symmetry).
+    ``properties``: the names checked.  ``violations``: name -> :class:`Violation`;
+    ``violation``: the primary one (the shortest; ties in :data:`PROPERTIES` order).
+    ``depth``: the longest shortest path explored (BFS level).  ``symmetry``: the classes
+    of interchangeable vcpus the states were reduced over.  ``liveness_checked``: False
+    when liveness properties were asked for but the search stopped early, so they could
+    not be decided (a dead end that already violates one is still reported).
+    """
+
+    ok: bool
+    finished: bool
+    states: int
+    transitions: int
+    seconds: float
+    properties: tuple[str, ...]
+    violations: dict[str, Violation]
+    config: Config
+    workload: Workload
+    budget: tuple[int, int, int, int, int]
+    max_states: int
+    depth: int = 0
+    symmetry: tuple[tuple[int, ...], ...] = ()
+    liveness_checked: bool = True
+
+    @property
+    def violation(self) -> Violation | None:
+        """The primary violation: the one with the shortest counterexample."""
+        if not self.violations:
+            return None
+        order = list(PROPERTIES)
+        return min(self.violations.values(), key=lambda v: (v.depth, order.index(v.name)))
+
+    @property
+    def states_per_second(self) -> float:
+        return self.states / self.seconds if self.seconds > 0 else float("inf")
+
+    def verdict(self) -> str:
+        """One line: holds / VIOLATED / not finished."""
+        n = f"{self.states:,} states, {self.transitions:,} transitions, {self.seconds:.2f} s"
+        if self.violations:
+            v = self.violation
+            more = len(self.violations) - 1
+            also = f" (and {more} more: {', '.join(sorted(set(self.violations) - {v.name}))})" \
+                if more else ""
+            return (f"VIOLATED: {v.name} — {v.message}; counterexample of {v.depth} steps"
+                    f"{also} [{n}]")
+        if not self.finished:
+            return (f"not finished: {self.states:,} states explored (max_states = "
+                    f"{self.max_states:,}); no violation found so far [{n}]")
+        reps = " (one per orbit of interchangeable vcpus)" if self.symmetry else ""
+        return (f"holds: all {len(self.properties)} properties hold in every reachable "
+                f"state [{n}{reps}]")
+
+    def describe(self) -> str:
+        """The configuration, workload and budgets explored, in one paragraph."""
+        c = self.config
+        parts = [f"POWER7 SMT{c.threads_per_core}" if c.cpu == "POWER7" else c.cpu,
+                 f"{c.vcpus} vcpu{'s' if c.vcpus > 1 else ''}", f"policy {c.policy}",
+                 f"memory {c.memory}"]
+        if c.bugs:
+            parts.append("bugs " + ", ".join(sorted(c.bugs)))
+        if c.ablations:
+            parts.append("ablations " + ", ".join(sorted(c.ablations)))
+        progs = "; ".join(f"vcpu {v}: {_program_text(p)}"
+                          for v, p in enumerate(self.workload.programs))
+        budget = ", ".join(f"{name} {b}"
+                           for name, b in zip(_BUDGET_NAMES, self.budget, strict=True))
+        sym = ""
+        if self.symmetry:
+            sym = "; symmetry over vcpus " + " ".join(
+                "{" + ", ".join(map(str, c)) + "}" for c in self.symmetry)
+        return f"{', '.join(parts)}\nworkload: {progs}\nbudget: {budget}{sym}"
+
+    def format(self, events: bool = True) -> str:
+        """Verdict, what was explored, and every counterexample step by step."""
+        out = [self.verdict(), self.describe()]
+        if not self.liveness_checked:
+            out.append("liveness properties not checked: the exploration did not finish")
+        v = self.violation
+        if v is not None:
+            out.append("")
+            out.append(v.format(events))
+            for other in self.violations.values():
+                if other is not v:
+                    out.append(f"also violated: {other.name} ({other.kind}, "
+                               f"{other.depth} steps): {other.message}")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return f"ExploreResult({self.verdict()})"
+
+    def _repr_markdown_(self) -> str:
+        v = self.violation
+        head = f"**{self.verdict()}**\n\n```\n{self.describe()}\n```\n"
+        if v is None:
+            return head
+        return head + f"\n```\n{v.format()}\n```\n"
+
+
+def _event_lines(evs: Iterable[Event], width: int) -> list[str]:
+    out = []
+    for ev in evs:
+        who = f"thread {ev.thread}" if ev.thread >= 0 else "host"
+        vcpu = f", vcpu {ev.vcpu}" if ev.vcpu >= 0 else ""
+        detail = f": {ev.detail}" if ev.detail else ""
+        out.append(f"  {'':>{width}}     [{who}{vcpu}] {ev.kind}{detail}")
+    return out
+
+
+def _program_text(prog: tuple) -> str:
+    if not prog:
+        return "idle forever"
+    ops = []
+    for op in prog:
+        if isinstance(op, Busy):
+            ops.append("Busy")
+        elif isinstance(op, Idle):
+            ops.append("Idle(no timer)" if op.us is None else "Idle(timer)")
+        elif isinstance(op, Prod):
+            ops.append(f"Prod({op.target})")
+        elif isinstance(op, Confer):
+            ops.append(f"Confer({op.target})")
+        else:
+            ops.append(type(op).__name__)
+    return ", ".join(ops) + ", then idle forever"
+
+
+# ============================================================================================
+# Symmetry
+# ============================================================================================
+
+def symmetry_classes(workload: Workload) -> tuple[tuple[int, ...], ...]:
+    """Classes of interchangeable vcpus (size >= 2): equal programs that name no vcpu and
+    that no program names.  See the module docstring for why this is sound."""
+    named: set[int] = set()
+    targeting: set[int] = set()
+    for v, prog in enumerate(workload.programs):
+        for op in prog:
+            if isinstance(op, Prod) or (isinstance(op, Confer) and op.target != -1):
+                named.add(op.target)
+                targeting.add(v)
+    groups: dict[tuple, list[int]] = {}
+    for v, prog in enumerate(workload.programs):
+        if v in named or v in targeting:
+            continue
+        groups.setdefault(prog, []).append(v)
+    return tuple(tuple(g) for g in groups.values() if len(g) > 1)
+
+
+def permute_state(s: Machine, p: tuple[int, ...]) -> Machine:
+    """The state with vcpu ``v`` renamed ``p[v]`` everywhere it appears."""
+    n = len(p)
+    inv = [0] * n
+    for v, w in enumerate(p):
+        inv[w] = v
+    vcpus = s.vcpus
+    tasks = s.tasks
+    threads = tuple(t if t.vcpu < 0 else t._replace(vcpu=p[t.vcpu]) for t in s.threads)
+    vc = s.vcore
+    vc = vc._replace(runnable=tuple(p[v] for v in vc.runnable),
+                     wq=tuple(p[v] for v in vc.wq),
+                     runner=vc.runner if vc.runner < 0 else p[vc.runner])
+    stores = tuple(st._replace(vcpu=p[st.vcpu]) for st in s.stores) if s.stores else ()
+    prodder = s.prodder if s.prodder[1] < 0 else (s.prodder[0], p[s.prodder[1]])
+    # hcall_arg names a Prod/Confer target, which every renumbering in use fixes.
+    return Machine(threads, vc, tuple(vcpus[inv[w]] for w in range(n)),
+                   tuple(tasks[inv[w]] for w in range(n)), stores, prodder, s.budget)
+
+
+#: World steps whose index is a vcpu (the host tick's index is not).
+_WORLD_VCPU_STEPS = frozenset({"decrementer", "KVM_INTERRUPT", "H_PROD (remote)", "signal"})
+
+
+def permute_step(st: Step, p: tuple[int, ...]) -> Step:
+    """The step ``st`` of a state, as the same step of the state renumbered by ``p``."""
+    a = st.actor
+    if a in ("task", "timer", "prodder") or (a == "world" and st.name in _WORLD_VCPU_STEPS):
+        return Step(a, p[st.index], st.name)
+    return st
+
+
+class _Canon:
+    """Orbit representatives under renumbering of interchangeable vcpus."""
+
+    def __init__(self, n: int, classes: tuple[tuple[int, ...], ...]) -> None:
+        self.n = n
+        self.classes = classes
+        self.perms: list[tuple[int, ...]] = [tuple(range(n))]
+        self.perm_index: dict[tuple[int, ...], int] = {self.perms[0]: 0}
+
+    def _signatures(self, s: Machine) -> list[tuple]:
+        n = self.n
+        run = [-1] * n
+        for k, v in enumerate(s.vcore.runnable):
+            run[v] = k
+        wq = [-1] * n
+        for k, v in enumerate(s.vcore.wq):
+            wq[v] = k
+        thr: list[tuple] = [()] * n
+        for i, t in enumerate(s.threads):
+            if t.vcpu >= 0:
+                thr[t.vcpu] = (*thr[t.vcpu], i)
+        sto: list[tuple] = [()] * n
+        for k, st in enumerate(s.stores):
+            sto[st.vcpu] = (*sto[st.vcpu], (k, st.writer, st.field, st.value))
+        runner = s.vcore.runner
+        target = s.prodder[1]
+        vcpus, tasks = s.vcpus, s.tasks
+        return [(vcpus[v], tasks[v], run[v], wq[v], v == runner, thr[v], v == target,
+                 sto[v]) for v in range(n)]
+
+    def __call__(self, s: Machine) -> tuple[Machine, int]:
+        """``(representative, k)``: the representative is ``permute_state(s, perms[k])``."""
+        vcpus = s.vcpus
+        sig = None
+        p = None
+        for cls in self.classes:
+            # The vcpu record leads the signature: when it alone orders the class (no two
+            # equal records), the rest of the signature need not be built.
+            if len(cls) == 2:  # the common case, without sorting
+                a, b = cls
+                ra, rb = vcpus[a], vcpus[b]
+                if ra < rb:
+                    continue
+                if rb < ra:
+                    order = [b, a]
+                else:
+                    if sig is None:
+                        sig = self._signatures(s)
+                    if sig[a] <= sig[b]:
+                        continue
+                    order = [b, a]
+            else:
+                order = sorted(cls, key=vcpus.__getitem__)
+                if any(vcpus[a] == vcpus[b] for a, b in pairwise(order)):
+                    if sig is None:
+                        sig = self._signatures(s)
+                    order = sorted(cls, key=sig.__getitem__)
+            if order != list(cls):
+                if p is None:
+                    p = list(range(self.n))
+                for dst, src in zip(cls, order, strict=True):
+                    p[src] = dst
+        if p is None:
+            return s, 0
+        tp = tuple(p)
+        k = self.perm_index.get(tp)
+        if k is None:
+            k = len(self.perms)
+            self.perms.append(tp)
+            self.perm_index[tp] = k
+        return permute_state(s, tp), k
+
+
+def _compose(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """``a ∘ b``: first rename by ``b``, then by ``a``."""
+    return tuple(a[b[v]] for v in range(len(b)))
+
+
+def _inverse(p: tuple[int, ...]) -> tuple[int, ...]:
+    inv = [0] * len(p)
+    for v, w in enumerate(p):
+        inv[w] = v
+    return tuple(inv)
+
+
+def _remap_mask(mask: int, p: tuple[int, ...]) -> int:
+    """Liveness bits of a representative ``permute_state(t, p)``, renumbered back to
+    ``t``'s vcpus (vcpu ``v`` of ``t`` is vcpu ``p[v]`` of the representative)."""
+    out = mask & _CORE
+    for v, w in enumerate(p):
+        out |= ((mask >> (1 + 4 * w)) & _GROUP) << (1 + 4 * v)
+    return out
+
+
+# ============================================================================================
+# Workloads and ready-made explorations
+# ============================================================================================
+
+def default_workload(config: Config) -> Workload:
+    """Small per-vcpu programs that exercise cede, wake-up and exit.
+
+    vcpu 0 computes, idles with its decrementer armed (so it can nap and be woken by its
+    DEC, or be the last one out and wait in the host on its hrtimer), then makes an MMIO
+    access (a whole-core exit while others may be napping); every other vcpu idles
+    from the start with no timer (woken only by an interrupt, a prod, or a core exit).
+    After its program every vcpu idles forever.
+    """
+    config.validate()
+    first = (Busy(50.0), Idle(20.0), Mmio())
+    return Workload((first,) + ((),) * (config.vcpus - 1), name="default",
+                    notes="vcpu 0: busy, timed idle, MMIO; the others idle without a timer")
+
+
+_NO_BUDGET = {"interrupts": 0, "dec_expiries": 0, "prods": 0, "host_ticks": 0, "signals": 0}
+
+
+def _two_vcpus(**cfg: object) -> Config:
+    return Config(threads_per_core=2, vcpus=2, **cfg)
+
+
+def _setup_protocol() -> tuple[Config, Workload, dict]:
+    cfg = Config(threads_per_core=4, vcpus=2)
+    return cfg, default_workload(cfg), {**_NO_BUDGET, "dec_expiries": 1}
+
+
+def _busy_then_mmio_with_napper(ablation: str, notes: str) -> tuple[Config, Workload, dict]:
+    cfg = _two_vcpus(ablations={ablation})
+    wl = Workload(((Busy(1.0), Mmio()), ()), name=ablation, notes=notes)
+    return cfg, wl, dict(_NO_BUDGET)
+
+
+def _setup_no_ipi_on_exit() -> tuple[Config, Workload, dict]:
+    return _busy_then_mmio_with_napper(
+        "no_ipi_on_exit", "vcpu 1 naps with no timer while vcpu 0 takes an MMIO exit: "
+        "without the IPI nothing wakes the napper and the primary waits forever")
+
+
+def _setup_no_exit_recheck() -> tuple[Config, Workload, dict]:
+    return _busy_then_mmio_with_napper(
+        "no_exit_recheck", "vcpu 1 sets its napping bit just after vcpu 0's exit read "
+        "napping_threads: without the re-check it naps un-IPI'd")
+
+
+def _setup_no_prodded_check() -> tuple[Config, Workload, dict]:
+    cfg = _two_vcpus(ablations={"no_prodded_check"})
+    wl = Workload(((), ()), name="no_prodded_check",
+                  notes="a remote H_PROD reaches a vcpu before it cedes; without the "
+                        "prodded test it naps anyway, and the prod is lost")
+    return cfg, wl, {**_NO_BUDGET, "prods": 1}
+
+
+def _setup_no_nv_save() -> tuple[Config, Workload, dict]:
+    cfg = _two_vcpus(ablations={"no_nv_save"})
+    wl = Workload(((Busy(1.0),), (Busy(1.0), Idle(5.0), Busy(1.0))), name="no_nv_save",
+                  notes="vcpu 1 computes, naps with its DEC armed and wakes on it; nap "
+                        "lost the NV registers it had written")
+    return cfg, wl, {**_NO_BUDGET, "dec_expiries": 1}
+
+
+def _setup_no_cede_sync() -> tuple[Config, Workload, dict]:
+    cfg = _two_vcpus(ablations={"no_cede_sync"}, memory="store_buffer")
+    wl = Workload(((), ()), name="no_cede_sync",
+                  notes="store-buffer memory: a vcpu's ceded = 1 and the remote prodder's "
+                        "prodded = 1 both sit in store buffers while each side reads the "
+                        "other's flag (Dekker without the sync)")
+    return cfg, wl, {**_NO_BUDGET, "prods": 1}
+
+
+def _setup_prodded_branch() -> tuple[Config, Workload, dict]:
+    cfg = _two_vcpus(bugs={"prodded_branch"})
+    wl = Workload(((), ()), name="prodded_branch",
+                  notes="a prodded vcpu's H_CEDE branches into the nap sequence: it naps "
+                        "with no napping bit, no paca napping and no saved registers")
+    return cfg, wl, {**_NO_BUDGET, "prods": 1}
+
+
+def _setup_hprod_wakes_caller() -> tuple[Config, Workload, dict]:
+    cfg = Config(threads_per_core=1, vcpus=1, bugs={"hprod_wakes_caller"})
+    wl = Workload(((),), name="hprod_wakes_caller",
+                  notes="the only vcpu idles, the vcore sleeps; a remote H_PROD sets "
+                        "prodded but wakes nobody")
+    return cfg, wl, {**_NO_BUDGET, "prods": 1}
+
+
+#: name -> (builder, the property its counterexample violates, one line on what it shows)
+SETUPS: dict[str, tuple[Callable[[], tuple[Config, Workload, dict]], str | None, str]] = {
+    "protocol": (_setup_protocol, None,
+                 "the real protocol (bugs and ablations off): every property holds"),
+    "no_ipi_on_exit": (_setup_no_ipi_on_exit, "core_can_leave", ABLATIONS["no_ipi_on_exit"]),
+    "no_exit_recheck": (_setup_no_exit_recheck, "core_can_leave",
+                        ABLATIONS["no_exit_recheck"]),
+    "no_prodded_check": (_setup_no_prodded_check, "prod_not_lost",
+                         ABLATIONS["no_prodded_check"]),
+    "no_nv_save": (_setup_no_nv_save, "nv_registers_preserved", ABLATIONS["no_nv_save"]),
+    "no_cede_sync": (_setup_no_cede_sync, "prod_not_lost", ABLATIONS["no_cede_sync"]),
+    "prodded_branch": (_setup_prodded_branch, "nap_is_flagged", BUGS["prodded_branch"]),
+    "hprod_wakes_caller": (_setup_hprod_wakes_caller, "prod_not_lost",
+                           BUGS["hprod_wakes_caller"]),
+}
+
+
+def setup(name: str) -> tuple[Config, Workload, dict]:
+    """A ready-made exploration: ``cfg, wl, kw = setup(name)``; ``explore(cfg, wl, **kw)``.
+
+    ``"protocol"`` is the real protocol; every name in :data:`~kvmcede.ABLATIONS` and
+    :data:`~kvmcede.BUGS` gives the smallest configuration, workload and budgets in which
+    that change shows its counterexample (the property it breaks is
+    ``SETUPS[name][1]``).
+    """
+    if name not in SETUPS:
+        raise ValueError(f"name must be one of {sorted(SETUPS)}, got {name!r}")
+    cfg, wl, kw = SETUPS[name][0]()
+    return cfg, wl, dict(kw)
+
+
+# ============================================================================================
+# The explorer
+# ============================================================================================
+
+def _check_budget(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _timed_idles(workload: Workload) -> int:
+    return sum(1 for prog in workload.programs for op in prog
+               if isinstance(op, Idle) and op.us is not None)
+
+
+class _Progress:
+    """Progress while exploring: silent for the first second, then a tqdm bar (a widget
+    in notebooks) or plain lines on stderr; or a callable ``f(states, queue, transitions)``
+    called about every 0.2 s."""
+
+    def __init__(self, progress: object, max_states: int) -> None:
+        self.mode = "off" if progress is False else (
+            "call" if callable(progress) else "auto")
+        self.fn = progress if callable(progress) else None
+        self.max_states = max_states
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.bar = None
+        self.shown = 0
+
+    def update(self, states: int, queue: int, transitions: int) -> None:
+        now = time.perf_counter()
+        if self.mode == "call":
+            if now - self.last >= 0.2:
+                self.last = now
+                self.fn(states, queue, transitions)
+            return
+        if self.mode == "off" or now - self.t0 < 1.0:
+            return
+        if self.bar is None and self.shown == 0:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=None, unit=" states", desc="explore",
+                                leave=False, dynamic_ncols=True)
+            except Exception:  # tqdm missing or unusable: plain lines
+                self.bar = False
+        if self.bar:
+            self.bar.update(states - self.shown)
+            self.shown = states
+            self.bar.set_postfix(queue=queue, refresh=False)
+        elif now - self.last >= 1.0:
+            self.last = now
+            self.shown = states
+            print(f"explore: {states:,} states, queue {queue:,}, {transitions:,} transitions, "
+                  f"{now - self.t0:.1f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+
+
+def explore(config: Config, workload: Workload | None = None, *, interrupts: int = 1,
+            dec_expiries: int | None = None, prods: int = 0, host_ticks: int = 0,
+            signals: int = 0, properties: Iterable[str] | None = None,
+            max_states: int = 2_000_000, progress: object = None, symmetry: bool = True,
+            stop_at_first: bool = False) -> ExploreResult:
+    """Explore every interleaving of ``config`` running ``workload`` breadth-first.
+
+    The initial state is ``Model(config, workload).initial(budget=(interrupts,
+    dec_expiries, prods, host_ticks, signals))``: every environment event may happen at any
+    moment, each kind at most that many times.  ``dec_expiries=None`` allows as many DEC
+    expiries as the programs have timed ``Idle`` ops (each can expire once).
+    ``workload=None`` uses :func:`default_workload`.
+
+    ``properties``: names from :data:`PROPERTIES` to check (default: all).  Invariants are
+    checked on every transition; liveness properties (what the hypervisor can do by
+    itself, see the module docstring) once the graph is complete, so not when the search
+    stops early — except that a dead end (a state where a property's trigger holds and no
+    step it allows is enabled) is reported as soon as it is found.  Counterexamples are
+    shortest: for an invariant, a shortest run to a transition that breaks it; for a
+    liveness property, a shortest run to a state from which its goal is unreachable.
+
+    ``max_states``: stop cleanly after visiting that many states (``finished=False``,
+    verdict "not finished: N states explored").  ``stop_at_first``: stop at the first
+    violation (then a liveness violation comes from the first dead end, which need not be
+    the shortest).  ``symmetry``: store one state per orbit of interchangeable vcpus (see
+    the module docstring).  ``progress``: None/True shows states so far and queue size
+    when the run takes more than a second (``tqdm.auto``: a bar in a terminal, a widget in
+    a notebook; plain stderr lines without tqdm), False is silent, a callable gets
+    ``(states, queue, transitions)`` about five times a second.
+
+    The cost is that of the model's steps: roughly 10,000-25,000 states per second.  Two
+    vcpus with one or two environment events take seconds; three vcpus or more, or more
+    events, quickly reach millions of states (use ``max_states``).
+
+    >>> from kvmcede import Config
+    >>> r = explore(Config(threads_per_core=1, vcpus=1), progress=False)
+    >>> r.ok, r.finished
+    (True, True)
+    """
+    config.validate()
+    if workload is None:
+        workload = default_workload(config)
+    model = Model(config, workload)
+    if dec_expiries is None:
+        dec_expiries = _timed_idles(workload)
+    budget = tuple(_check_budget(n, b) for n, b in (
+        ("interrupts", interrupts), ("dec_expiries", dec_expiries), ("prods", prods),
+        ("host_ticks", host_ticks), ("signals", signals)))
+    if not isinstance(max_states, int) or isinstance(max_states, bool) or max_states < 1:
+        raise ValueError(f"max_states must be a positive integer, got {max_states!r}")
+    if properties is None:
+        props = tuple(PROPERTIES)
+    else:
+        if isinstance(properties, str):
+            properties = [properties]
+        props = tuple(properties)
+        bad = sorted(set(props) - set(PROPERTIES))
+        if bad:
+            raise ValueError(f"properties: unknown name(s) {bad}; allowed: "
+                             f"{sorted(PROPERTIES)}")
+        props = tuple(p for p in PROPERTIES if p in props)
+    invariants = frozenset(p for p in props if p in INVARIANTS)
+    liveness = tuple(p for p in props if p in LIVENESS)
+    return _Explorer(model, budget, invariants, liveness, max_states, progress,
+                     symmetry, stop_at_first, props).run()
+
+
+class _Explorer:
+    def __init__(self, model: Model, budget: tuple, invariants: frozenset, liveness: tuple,
+                 max_states: int, progress: object, symmetry: bool, stop_at_first: bool,
+                 props: tuple) -> None:
+        self.model = model
+        self.config = model.config
+        self.workload = model.workload
+        self.budget = budget
+        self.invariants = invariants
+        self.liveness = liveness
+        self.max_states = max_states
+        self.progress = progress
+        self.stop_at_first = stop_at_first
+        self.props = props
+        n = self.config.vcpus
+        classes = symmetry_classes(self.workload) if symmetry else ()
+        self.classes = classes
+        self.canon = _Canon(n, classes) if classes else None
+        # Which liveness bits are asked for.
+        want = 0
+        if "core_can_leave" in liveness:
+            want |= _CORE
+        per = (_RAISED_BITS if "interrupt_delivered" in liveness else 0) | (
+            _PROD_BIT if "prod_not_lost" in liveness else 0)
+        for v in range(n):
+            want |= per << (1 + 4 * v)
+        self.want = want
+        self.allowed = {_HYP: -1}
+        for v in range(n):
+            self.allowed[v] = _GROUP << (1 + 4 * v)
+
+    # ---- the search ----------------------------------------------------------------------
+    def run(self) -> ExploreResult:
+        t0 = time.perf_counter()
+        model = self.model
+        enabled = model.enabled
+        apply = model.apply
+        canon = self.canon
+        invariants = self.invariants
+        check = bool(invariants)
+        want = self.want
+        live = bool(want)
+        guest_steps = frozenset(GUEST_STEPS)
+
+        s0 = model.initial(budget=self.budget)
+        perm0 = 0
+        if canon is not None:
+            s0, perm0 = canon(s0)
+        ids: dict[Machine, int] = {s0: 0}
+        reps: list[Machine] = [s0]
+        parent = array("l", [-1])
+        pstep = array("l", [-1])
+        pperm = array("l", [perm0])
+        depth = array("l", [0])
+        steps: list[Step] = []
+        step_ids: dict[Step, int] = {}
+        trig = array("Q", [_trigger_mask(s0) & want])
+        # Edges of the liveness graph, grouped by source (sources are expanded in id
+        # order): edge_start[k] is the first edge of state k.
+        edge_start = array("l")
+        edge_dst = array("l")
+        edge_perm = array("l")
+        edge_label = array("B")
+        found: dict[str, tuple] = {}  # name -> ("inv", sid, step, msg, t) / ("dead", sid, bits)
+        queue: deque[tuple[Machine, int]] = deque([(s0, 0)])
+        transitions = 0
+        finished = True
+        prog = _Progress(self.progress, self.max_states)
+        max_states = self.max_states
+        stop_at_first = self.stop_at_first
+        allowed = [0] * 256
+        for label, mask in self.allowed.items():
+            allowed[label] = mask
+        # (Local names for the hot loop.)
+        ids_get = ids.get
+        popleft = queue.popleft
+        push = queue.append
+        n_exp = 0
+        stop = False
+        while queue:
+            s, sid = popleft()
+            n_exp += 1
+            if not n_exp & 1023:
+                prog.update(len(parent), len(queue), transitions)
+            if live:
+                edge_start.append(len(edge_dst))
+            reach_here = 0  # liveness bits that some allowed step out of s may serve
+            complete = True
+            for st in enabled(s, True):
+                t, _ = apply(s, st)
+                transitions += 1
+                if check:
+                    for name, msg in check_step(model, s, st, t):
+                        if name in invariants and name not in found:
+                            found[name] = ("inv", sid, st, msg, t)
+                            stop = stop or stop_at_first
+                if canon is not None:
+                    c, k = canon(t)
+                else:
+                    c, k = t, 0
+                tid = ids_get(c)
+                if tid is None:
+                    tid = len(parent)
+                    if tid >= max_states:
+                        finished = complete = False
+                        stop = True
+                        break
+                    ids[c] = tid
+                    reps.append(c)
+                    parent.append(sid)
+                    code = step_ids.get(st)
+                    if code is None:
+                        code = step_ids[st] = len(steps)
+                        steps.append(st)
+                    pstep.append(code)
+                    pperm.append(k)
+                    depth.append(depth[sid] + 1)
+                    trig.append(_trigger_mask(c) & want if live else 0)
+                    push((c, tid))
+                if live:
+                    actor = st.actor
+                    if actor == "world":
+                        continue  # liveness paths use no new environment events
+                    if actor == "thread" and st.name in guest_steps:
+                        label = s.threads[st.index].vcpu
+                    else:
+                        label = _HYP
+                    reach_here |= allowed[label]
+                    edge_dst.append(tid)
+                    edge_perm.append(k)
+                    edge_label.append(label)
+            if live and complete:
+                # A dead end for a triggered bit: no allowed step at all, so the goal is
+                # unreachable (found at once; cycles are found after the search).
+                dead = trig[sid] & ~reach_here
+                if dead:
+                    for name in self._names_of_bits(dead):
+                        if name not in found:
+                            found[name] = ("dead", sid, dead)
+                            stop = stop or stop_at_first
+            if stop:
+                break
+        if queue:
+            finished = False
+        prog.close()
+        n_states = len(parent)
+        liveness_checked = live and finished
+        stuck = None
+        if liveness_checked:
+            edge_start.append(len(edge_dst))
+            stuck = self._stuck(trig, edge_start, edge_dst, edge_perm, edge_label)
+        seconds = time.perf_counter() - t0
+        self._reps = reps
+        violations = self._violations(found, stuck, parent, pstep, pperm, steps, trig)
+        # Order the violations as PROPERTIES lists them.
+        violations = {p: violations[p] for p in PROPERTIES if p in violations}
+        return ExploreResult(
+            ok=finished and not violations, finished=finished, states=n_states,
+            transitions=transitions, seconds=seconds, properties=self.props,
+            violations=violations, config=self.config, workload=self.workload,
+            budget=self.budget, max_states=self.max_states, depth=max(depth),
+            symmetry=self.classes, liveness_checked=liveness_checked or not live)
+
+    def _names_of_bits(self, bits: int) -> list[str]:
+        out = []
+        if bits & _CORE:
+            out.append("core_can_leave")
+        groups = bits >> 1
+        raised = prod = False
+        while groups:
+            raised |= bool(groups & _RAISED_BITS)
+            prod |= bool(groups & _PROD_BIT)
+            groups >>= 4
+        if raised:
+            out.append("interrupt_delivered")
+        if prod:
+            out.append("prod_not_lost")
+        return out
+
+    # ---- liveness ---------------------------------------------------------------------------
+    def _stuck(self, trig: array, edge_start: array, edge_dst: array, edge_perm: array,
+               edge_label: array) -> dict[int, int]:
+        """States with liveness bits whose goal no allowed path reaches: id -> bits.
+
+        ``ok[s]``: the trigger bits whose goal is reachable from ``s`` (in ``s``'s vcpu
+        numbering).  States without a trigger bit are goals for every bit.  For the
+        others ``ok`` is the least fixpoint of "some allowed edge leads to a state whose
+        ok has the bit", computed with a worklist over the reversed edges among them.
+        """
+        perms = self.canon.perms if self.canon is not None else [()]
+        allowed = self.allowed
+        want = self.want
+        pending = [s for s in range(len(trig)) if trig[s]]
+        if not pending:
+            return {}
+        is_pending = {s: True for s in pending}
+        ok: dict[int, int] = dict.fromkeys(pending, 0)
+        rev: dict[int, list[int]] = {}
+        for s in pending:
+            for e in range(edge_start[s], edge_start[s + 1]):
+                t = edge_dst[e]
+                if t in is_pending and t != s:
+                    rev.setdefault(t, []).append(s)
+        work = deque(pending)
+        queued = set(pending)
+        while work:
+            s = work.popleft()
+            queued.discard(s)
+            have = ok[s]
+            need = trig[s] & ~have
+            if not need:
+                continue
+            new = have
+            for e in range(edge_start[s], edge_start[s + 1]):
+                t = edge_dst[e]
+                got = ok.get(t)
+                bits = want if got is None else got | (want & ~trig[t])
+                k = edge_perm[e]
+                if k:
+                    bits = _remap_mask(bits, perms[k])
+                new |= bits & allowed[edge_label[e]] & need
+                if not trig[s] & ~new:
+                    break
+            if new != have:
+                ok[s] = new
+                for src in rev.get(s, ()):
+                    if src not in queued and trig[src] & ~ok[src]:
+                        queued.add(src)
+                        work.append(src)
+        return {s: trig[s] & ~ok[s] for s in pending if trig[s] & ~ok[s]}
+
+    # ---- counterexamples --------------------------------------------------------------------
+    def _path(self, sid: int, parent: array, pstep: array, pperm: array,
+              steps: list[Step]) -> tuple[list[Step], tuple[int, ...]]:
+        """Concrete steps from the real initial state to (a renumbering of) state ``sid``,
+        and the renumbering ``sigma`` with concrete = permute_state(representative, sigma).
+        """
+        chain = []
+        k = sid
+        while k > 0:
+            chain.append(k)
+            k = parent[k]
+        chain.reverse()
+        n = self.config.vcpus
+        ident = tuple(range(n))
+        perms = self.canon.perms if self.canon is not None else [ident]
+        sigma = _inverse(perms[pperm[0]])
+        out = []
+        for k in chain:
+            st = steps[pstep[k]]
+            out.append(permute_step(st, sigma))
+            sigma = _compose(sigma, _inverse(perms[pperm[k]]))
+        return out, sigma
+
+    def _trace(self, concrete: list[Step], name: str, kind: str, message: str) -> tuple:
+        model = self.model
+        s = model.initial(budget=self.budget)
+        events: list[Event] = []
+        for k, st in enumerate(concrete):
+            s, evs = model.apply(s, st)
+            events.extend(ev._replace(time=k) for ev in evs)
+        tr = Trace(self.config, self.workload, events, [(k, st) for k, st in enumerate(concrete)],
+                   end=len(concrete), source="explore", budget=self.budget,
+                   meta={"property": name, "kind": kind, "message": message})
+        return tr, s
+
+    def _violations(self, found: dict, stuck: dict | None, parent: array, pstep: array,
+                    pperm: array, steps: list[Step], trig: array) -> dict[str, Violation]:
+        out: dict[str, Violation] = {}
+        cands: dict[str, tuple[int, int, object]] = {}  # name -> (depth-ish id, sid, info)
+        for name, rec in found.items():
+            if rec[0] == "inv":
+                _, sid, st, msg, t = rec
+                path, sigma = self._path(sid, parent, pstep, pperm, steps)
+                concrete = [*path, permute_step(st, sigma)]
+                tr, s = self._trace(concrete, name, "invariant", msg)
+                self._check_replay(name, s, t)
+                # msg names vcpus as the stored representative numbers them; say it in
+                # the numbering of the concrete counterexample the reader steps through.
+                prev = tr.state_after(len(concrete) - 1)
+                msg = dict(check_step(self.model, prev, concrete[-1], s)).get(name, msg)
+                tr.meta["message"] = msg
+                out[name] = Violation(name, "invariant", msg, tr, len(concrete), s)
+            else:
+                _, sid, bits = rec
+                cands[name] = (sid, bits, "dead")
+        if stuck:
+            for sid in sorted(stuck):
+                for name in self._names_of_bits(stuck[sid]):
+                    if name not in cands or cands[name][0] > sid:
+                        cands[name] = (sid, stuck[sid], "stuck")
+        for name, (sid, bits, _) in cands.items():
+            path, sigma = self._path(sid, parent, pstep, pperm, steps)
+            sigma_inv = _inverse(sigma)
+            concrete_bits = _remap_mask(bits, sigma_inv) if self.canon is not None else bits
+            msg = self._liveness_message(name, concrete_bits)
+            tr, s = self._trace(path, name, "liveness", msg)
+            self._check_replay(name, s, self._reps[sid])
+            cont, end = self._continuation(s, concrete_bits)
+            out[name] = Violation(name, "liveness", msg, tr, len(path), s, cont, end)
+        return out
+
+    def _continuation(self, s: Machine, bits: int, limit: int = 20_000
+                      ) -> tuple[list[Step], str]:
+        """From stuck state ``s``: the shortest run of steps allowed for ``bits`` to a
+        dead end, else a run that closes a cycle."""
+        model = self.model
+        allowed = self.allowed
+        guest_steps = GUEST_STEPS
+
+        def steps_of(x: Machine) -> list[Step]:
+            out = []
+            for st in model.enabled(x, False):
+                if (st.actor == "thread" and st.name in guest_steps
+                        and not bits & allowed[x.threads[st.index].vcpu]):
+                    continue  # another vcpu's guest code: not allowed
+                out.append(st)
+            return out
+
+        parent: dict[Machine, tuple[Machine, Step] | None] = {s: None}
+        queue = deque([s])
+        cycle_at: tuple[Machine, Step] | None = None
+        while queue and len(parent) < limit:
+            x = queue.popleft()
+            nexts = steps_of(x)
+            if not nexts:
+                return self._unwind(parent, x, []), "dead end"
+            for st in nexts:
+                y, _ = model.apply(x, st)
+                if y in parent:
+                    if cycle_at is None and self._on_path(parent, x, y):
+                        cycle_at = (x, st)
+                    continue
+                parent[y] = (x, st)
+                queue.append(y)
+        if cycle_at is not None:
+            x, st = cycle_at
+            return self._unwind(parent, x, [st]), "cycle"
+        return [], ""
+
+    @staticmethod
+    def _on_path(parent: dict, x: Machine, y: Machine) -> bool:
+        while x is not None:
+            if x == y:
+                return True
+            link = parent[x]
+            x = link[0] if link is not None else None
+        return False
+
+    @staticmethod
+    def _unwind(parent: dict, x: Machine, tail: list[Step]) -> list[Step]:
+        out = list(tail)
+        while parent[x] is not None:
+            x, st = parent[x]
+            out.append(st)
+        out.reverse()
+        return out
+
+    def _check_replay(self, name: str, concrete: Machine, explored: Machine) -> None:
+        """The replayed counterexample must reach (a renumbering of) the explored state;
+        a mismatch would be a bug in the renumbering bookkeeping of this module."""
+        if self.canon is not None:
+            concrete, _ = self.canon(concrete)
+            explored, _ = self.canon(explored)
+        if concrete != explored:
+            raise AssertionError(f"explorer: the counterexample for {name} does not replay "
+                                 "to the state it was found in")
+
+    def _liveness_message(self, name: str, bits: int) -> str:
+        n = self.config.vcpus
+        if name == "core_can_leave":
+            return ("an exit has started (exit count > 0, VCORE_RUNNING) and from here no "
+                    "sequence of hypervisor steps brings the core out of the guest")
+        parts = []
+        for v in range(n):
+            g = (bits >> (1 + 4 * v)) & _GROUP
+            if name == "interrupt_delivered" and g & _RAISED_BITS:
+                kinds = [f"{_IRQ_NAMES[b]} ({_VECTORS[b]:#x})" for b in range(3) if g >> b & 1]
+                parts.append(f"vcpu {v}'s {' and '.join(kinds)} interrupt")
+            if name == "prod_not_lost" and g & _PROD_BIT:
+                parts.append(f"vcpu {v}")
+        who = ", ".join(parts)
+        if name == "interrupt_delivered":
+            return (f"{who} is raised and from here no sequence of steps of the hypervisor "
+                    "and that vcpu delivers it")
+        return (f"{who} is prodded and ceded, and from here no sequence of hypervisor steps "
+                "ends the cede")
+
+
+# ============================================================================================
+# Command line: `python -m kvmcede explore ...` (kvmcede.cli calls these two functions)
+# ============================================================================================
+
+_WORKLOADS = {
+    "default": "vcpu 0: busy, timed idle, MMIO; the other vcpus idle with no timer",
+    "idle": "every vcpu idles from the start with no timer",
+}
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``kvmcede explore`` to ``parser``."""
+    from .config import CPUS, MEMORY_MODES, POLICIES
+    parser.add_argument(
+        "setup", nargs="?", choices=sorted(SETUPS), metavar="SETUP",
+        help="a ready-made exploration (configuration, workload and budgets): 'protocol' "
+             "or an ablation or bug name; without it the options below describe one. "
+             "Choices: " + ", ".join(sorted(SETUPS)))
+    g = parser.add_argument_group("machine (ignored with SETUP)")
+    g.add_argument("--vcpus", type=int, default=2, help="vcpus of the vcore (default 2)")
+    g.add_argument("--threads-per-core", "--smt", dest="threads_per_core", type=int,
+                   choices=(1, 2, 4), default=4, help="SMT mode of the core (default 4)")
+    g.add_argument("--policy", choices=POLICIES, default="realmode",
+                   help="realmode (commit 19ccb76a) or host (before it) (default realmode)")
+    g.add_argument("--cpu", choices=CPUS, default="POWER7", help="(default POWER7)")
+    g.add_argument("--bug", action="append", choices=sorted(BUGS), default=[],
+                   metavar="NAME", help="switch on a historical bug (repeatable): "
+                   + ", ".join(sorted(BUGS)))
+    g.add_argument("--ablation", action="append", choices=sorted(ABLATIONS), default=[],
+                   metavar="NAME", help="remove one line of the protocol (repeatable): "
+                   + ", ".join(sorted(ABLATIONS)))
+    g.add_argument("--memory", choices=MEMORY_MODES, default="sc",
+                   help="sc (sequentially consistent) or store_buffer (default sc)")
+    g.add_argument("--workload", choices=sorted(_WORKLOADS), default="default",
+                   help="; ".join(f"{k}: {v}" for k, v in _WORKLOADS.items()))
+    b = parser.add_argument_group("environment budgets (each kind of event happens at most "
+                                  "this often; with SETUP they override its budgets)")
+    b.add_argument("--interrupts", type=int, default=None,
+                   help="device interrupts (KVM_INTERRUPT) (default 1)")
+    b.add_argument("--dec-expiries", type=int, default=None,
+                   help="guest DEC expiries (default: one per timed Idle op)")
+    b.add_argument("--prods", type=int, default=None,
+                   help="H_PRODs from a vcpu on another core (default 0)")
+    b.add_argument("--host-ticks", type=int, default=None,
+                   help="host timer ticks (HDEC expiries) (default 0)")
+    b.add_argument("--signals", type=int, default=None,
+                   help="signals to vcpu tasks (default 0)")
+    s = parser.add_argument_group("search")
+    s.add_argument("--property", action="append", choices=list(PROPERTIES), default=None,
+                   metavar="NAME", help="check only this property (repeatable; default: "
+                   "all " + str(len(PROPERTIES)) + ", see --list)")
+    s.add_argument("--max-states", type=int, default=2_000_000,
+                   help="stop (not finished, exit status 2) after this many states "
+                        "(default 2000000)")
+    s.add_argument("--no-symmetry", dest="symmetry", action="store_false",
+                   help="do not merge states that differ only by renumbering "
+                        "interchangeable vcpus")
+    s.add_argument("--stop-at-first", action="store_true",
+                   help="stop at the first violation found")
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress on stderr for runs longer than a second (default: when "
+                        "stderr is a terminal)")
+    o = parser.add_argument_group("output")
+    o.add_argument("--no-events", dest="events", action="store_false",
+                   help="print only the steps of the counterexample, not their events")
+    o.add_argument("--json", metavar="PATH",
+                   help="write the counterexample as a kvmcede trace (JSON)")
+    o.add_argument("--perfetto", metavar="PATH",
+                   help="write the counterexample as Chrome/Perfetto trace-event JSON")
+    o.add_argument("--list", action="store_true",
+                   help="list the setups and the properties, and exit")
+
+
+def _cli_list() -> str:
+    lines = ["setups:"]
+    for name, (_, prop, what) in SETUPS.items():
+        expect = f"breaks {prop}" if prop else "holds"
+        lines.append(f"  {name:<20} {expect}: {what}")
+    lines.append("properties:")
+    for name, text in PROPERTIES.items():
+        kind = "liveness" if name in LIVENESS else "invariant"
+        lines.append(f"  {name:<26} ({kind}) {text}")
+    return "\n".join(lines)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Run ``kvmcede explore`` for parsed ``args``; print the verdict and, if a property
+    is violated, the counterexample step by step.  Exit status: 0 all properties hold,
+    1 a property is violated, 2 not finished within ``--max-states`` (or bad input)."""
+    if getattr(args, "list", False):
+        print(_cli_list())
+        return 0
+    try:
+        if args.setup:
+            cfg, wl, kw = setup(args.setup)
+        else:
+            cfg = Config(threads_per_core=args.threads_per_core, vcpus=args.vcpus,
+                         policy=args.policy, cpu=args.cpu, bugs=args.bug,
+                         ablations=args.ablation, memory=args.memory)
+            wl = default_workload(cfg) if args.workload == "default" else Workload(
+                ((),) * cfg.vcpus, name="idle")
+            kw = {}
+        for name in ("interrupts", "dec_expiries", "prods", "host_ticks", "signals"):
+            value = getattr(args, name)
+            if value is not None:
+                kw[name] = value
+        progress = args.progress if args.progress is not None else sys.stderr.isatty()
+        result = explore(cfg, wl, properties=args.property, max_states=args.max_states,
+                         progress=progress, symmetry=args.symmetry,
+                         stop_at_first=args.stop_at_first, **kw)
+    except ValueError as e:
+        print(f"kvmcede explore: error: {e}", file=sys.stderr)
+        return 2
+    print(result.format(events=args.events))
+    v = result.violation
+    if v is not None:
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(v.trace.to_json())
+            print(f"wrote the counterexample trace: {args.json}")
+        if args.perfetto:
+            v.trace.write_perfetto(args.perfetto)
+            print(f"wrote the counterexample as Perfetto trace events: {args.perfetto}")
+        return 1
+    if not result.finished:
+        return 2
+    return 0

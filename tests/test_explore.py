@@ -1,0 +1,474 @@
+"""The interleaving explorer: properties, counterexamples, budgets, symmetry, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections import deque
+
+import pytest
+
+from kvmcede import ABLATIONS, BUGS, INVARIANTS, Config, Model, Trace, Workload
+from kvmcede.explore import (
+    LIVENESS,
+    PROPERTIES,
+    SETUPS,
+    ExploreResult,
+    add_cli_arguments,
+    cli_main,
+    default_workload,
+    explore,
+    permute_state,
+    permute_step,
+    setup,
+    symmetry_classes,
+)
+from kvmcede.guest import GUEST_STEPS, Busy, Idle, Mmio, Prod
+from kvmcede.invariants import check_step
+
+# Each ready-made exploration is run once and shared by the tests below.
+_RESULTS: dict[str, ExploreResult] = {}
+
+
+def _setup_result(name: str) -> ExploreResult:
+    if name not in _RESULTS:
+        cfg, wl, kw = setup(name)
+        _RESULTS[name] = explore(cfg, wl, progress=False, **kw)
+    return _RESULTS[name]
+
+
+BROKEN = [name for name in SETUPS if name != "protocol"]
+
+
+# ---- properties -------------------------------------------------------------------------------
+
+def test_properties_are_the_invariants_plus_the_liveness_properties():
+    assert set(PROPERTIES) == set(INVARIANTS) | set(LIVENESS)
+    assert {"core_can_leave", "interrupt_delivered", "prod_not_lost",
+            "no_napper_after_exit"} <= set(PROPERTIES)
+    assert all(isinstance(text, str) and text for text in PROPERTIES.values())
+
+
+def test_every_ablation_and_bug_has_a_setup():
+    assert set(SETUPS) == {"protocol"} | set(ABLATIONS) | set(BUGS)
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_each_ablation_and_bug_breaks_its_named_property(name):
+    r = _setup_result(name)
+    expected = SETUPS[name][1]
+    assert not r.ok and r.finished
+    assert expected in r.violations, r.format()
+    v = r.violations[expected]
+    assert v.kind == ("liveness" if expected in LIVENESS else "invariant")
+    assert v.depth == len(v.trace.steps) > 0
+
+
+def test_no_ipi_on_exit_leaves_the_core_unable_to_leave_with_a_napper():
+    v = _setup_result("no_ipi_on_exit").violations["core_can_leave"]
+    s = v.state
+    assert "from here no sequence" in v.message
+    # The napper is (or is about to be) napping in H_CEDE with no IPI, the exit started.
+    assert s.vcore.entry_exit_count >= 0x100
+    assert any(t.napping and not t.ipi for t in s.threads)
+
+
+def test_hprod_wakes_caller_leaves_a_prodded_vcpu_of_a_sleeping_vcore_asleep():
+    v = _setup_result("hprod_wakes_caller").violations["prod_not_lost"]
+    assert v.state.vcpus[0].prodded and v.state.vcpus[0].ceded
+    # From the stuck state, whatever the hypervisor does, it ends with the vcore asleep
+    # on vc->wq and the prodded vcpu still ceded.
+    m = Model(*setup("hprod_wakes_caller")[:2])
+    seen = {v.state}
+    q = deque([v.state])
+    ends = []
+    while q:
+        s = q.popleft()
+        steps = m.enabled(s, environment=False)
+        if not steps:
+            ends.append(s)
+        for st in steps:
+            t, _ = m.apply(s, st)
+            if t not in seen:
+                seen.add(t)
+                q.append(t)
+    assert ends and all(s.tasks[0].loc == "kvmppc_vcore_blocked.schedule"
+                        and s.vcpus[0].prodded and s.vcpus[0].ceded for s in ends)
+
+
+def test_the_historical_fixes_remove_the_bug_counterexamples():
+    # The same explorations with the bug switched off hold.
+    for name in BUGS:
+        cfg, wl, kw = setup(name)
+        r = explore(cfg.replace(bugs=frozenset()), wl, progress=False, **kw)
+        assert r.ok, (name, r.verdict())
+
+
+def test_the_real_protocol_setup_holds():
+    r = _setup_result("protocol")
+    assert r.ok and r.finished and not r.violations and r.violation is None
+    assert r.properties == tuple(PROPERTIES)
+    assert r.liveness_checked
+
+
+@pytest.mark.parametrize("threads, vcpus, policy", [
+    (4, 2, "host"), (2, 2, "realmode"), (2, 2, "host"), (1, 1, "realmode"), (1, 1, "host")])
+def test_the_real_protocol_holds_on_small_cores_for_both_policies(threads, vcpus, policy):
+    cfg = Config(threads_per_core=threads, vcpus=vcpus, policy=policy)
+    budget = ({"interrupts": 1, "prods": 1, "host_ticks": 1, "signals": 1} if vcpus == 1
+              else {"interrupts": 0, "dec_expiries": 1})
+    r = explore(cfg, default_workload(cfg), progress=False, **budget)
+    assert r.ok, r.format()
+
+
+def test_an_interrupt_to_an_idle_pair_is_always_delivered():
+    cfg = Config(threads_per_core=4, vcpus=2)
+    r = explore(cfg, Workload(((), ())), interrupts=1, progress=False,
+                properties=["interrupt_delivered", "core_can_leave"])
+    assert r.ok and r.properties == ("core_can_leave", "interrupt_delivered")
+
+
+def test_policy_host_holds_for_three_idle_vcpus_on_smt4():
+    cfg = Config(threads_per_core=4, vcpus=3, policy="host")
+    r = explore(cfg, Workload(((),) * 3), interrupts=0, progress=False)
+    assert r.ok and r.symmetry == ((0, 1, 2),)
+
+
+@pytest.mark.parametrize("vcpus", [3, 4])
+def test_the_real_protocol_has_no_violation_in_the_first_states_of_larger_vcores(vcpus):
+    # A complete exploration of 3 or 4 vcpus takes minutes (see benchmarks/); breadth
+    # first, the first states are every interleaving up to some depth.
+    cfg = Config(threads_per_core=4, vcpus=vcpus)
+    r = explore(cfg, default_workload(cfg), interrupts=0, dec_expiries=1, max_states=6000,
+                progress=False)
+    assert not r.finished and not r.violations and r.depth >= 10
+
+
+# ---- store-buffer memory --------------------------------------------------------------------
+
+def test_store_buffer_without_the_cede_sync_loses_a_prod():
+    v = _setup_result("no_cede_sync").violations["prod_not_lost"]
+    kinds = [st.actor for _, st in v.trace.steps]
+    assert "drain" in kinds  # the race needs a store still sitting in a buffer
+
+
+def test_store_buffer_with_the_cede_sync_holds():
+    cfg, wl, kw = setup("no_cede_sync")
+    r = explore(cfg.replace(ablations=frozenset()), wl, progress=False,
+                properties=["prod_not_lost"], **kw)
+    assert r.ok and r.finished
+
+
+def test_without_the_cede_sync_sequential_consistency_still_holds():
+    cfg, wl, kw = setup("no_cede_sync")
+    r = explore(cfg.replace(memory="sc"), wl, progress=False, properties=["prod_not_lost"],
+                **kw)
+    assert r.ok
+
+
+# ---- budgets, results ------------------------------------------------------------------------
+
+def test_max_states_stops_cleanly_with_a_not_finished_verdict():
+    cfg, wl, kw = setup("protocol")
+    r = explore(cfg, wl, max_states=500, progress=False, **kw)
+    assert not r.finished and not r.ok and r.states == 500
+    assert r.verdict().startswith("not finished: 500 states explored")
+    assert not r.liveness_checked
+    assert "not finished" in r.format() and "not finished" in repr(r)
+
+
+def test_stop_at_first_stops_at_the_first_violation():
+    cfg, wl, kw = setup("no_ipi_on_exit")
+    r = explore(cfg, wl, stop_at_first=True, progress=False, **kw)
+    full = _setup_result("no_ipi_on_exit")
+    assert not r.finished and r.violation is not None and r.states < full.states
+    assert r.violation.depth == full.violation.depth
+
+
+def test_dec_expiries_default_to_one_per_timed_idle():
+    cfg = Config(threads_per_core=2, vcpus=2)
+    wl = Workload(((Idle(5.0), Busy(1.0), Idle(3.0)), (Idle(None),)))
+    assert explore(cfg, wl, interrupts=0, max_states=1, progress=False).budget == \
+        (0, 2, 0, 0, 0)
+
+
+def test_properties_restrict_what_is_checked():
+    assert set(_setup_result("prodded_branch").violations) >= {"nap_is_flagged",
+                                                               "prod_not_lost"}
+    cfg, wl, kw = setup("prodded_branch")
+    r = explore(cfg, wl, properties=["prod_not_lost", "nap_is_flagged"], progress=False,
+                **kw)
+    assert set(r.violations) == {"nap_is_flagged", "prod_not_lost"}
+    assert r.properties == ("nap_is_flagged", "prod_not_lost")
+    cfg, wl, kw = setup("hprod_wakes_caller")
+    r = explore(cfg, wl, properties="nv_registers_preserved", progress=False, **kw)
+    assert r.ok and r.properties == ("nv_registers_preserved",)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"properties": ["no_such_property"]}, "properties"),
+    ({"interrupts": -1}, "interrupts"),
+    ({"prods": 1.5}, "prods"),
+    ({"max_states": 0}, "max_states"),
+])
+def test_bad_arguments_raise_value_errors_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        explore(Config(threads_per_core=1, vcpus=1), progress=False, **kwargs)
+
+
+def test_unknown_setup_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="no_ipi_on_exit"):
+        setup("no_such_setup")
+
+
+def test_result_reprs_show_the_verdict():
+    r = _setup_result("no_exit_recheck")
+    assert repr(r).startswith("ExploreResult(VIOLATED: core_can_leave")
+    md = r._repr_markdown_()
+    assert "VIOLATED" in md and "kvmppc_h_cede" in md
+    assert "Violation(name='core_can_leave'" in repr(r.violation)
+
+
+def test_default_workload_exercises_cede_wake_and_exit():
+    cfg = Config(threads_per_core=4, vcpus=3)
+    wl = default_workload(cfg)
+    assert len(wl.programs) == 3
+    ops = {type(op) for prog in wl.programs for op in prog}
+    assert {Busy, Idle, Mmio} <= ops
+    # One timed run of it naps, wakes on the DEC, exits with IPIs to nappers and sleeps.
+    from kvmcede import simulate
+    kinds = {ev.kind for ev in simulate(cfg, wl, until=200.0).events}
+    assert {"nap", "wake", "exit", "ipi", "vcore_sleep"} <= kinds
+
+
+# ---- counterexamples ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_counterexamples_replay_to_the_violating_state(name):
+    for v in _setup_result(name).violations.values():
+        tr = v.trace
+        assert tr.source == "explore" and tr.meta["property"] == v.name
+        assert tr.budget == _setup_result(name).budget
+        assert [t for t, _ in tr.steps] == list(range(len(tr.steps)))
+        assert tr.state_after(len(tr.steps)) == v.state
+        assert all(0 <= ev.time < len(tr.steps) for ev in tr.events)
+        assert Trace.from_json(tr.to_json()) == tr
+
+
+def _plain_bfs_depth(cfg, wl, kw, bad) -> int:
+    """Depth of the shallowest state reached by a transition that ``bad`` flags, by an
+    independent plain breadth-first search (no symmetry, no liveness)."""
+    m = Model(cfg, wl)
+    b = (kw["interrupts"], kw["dec_expiries"], kw["prods"], kw["host_ticks"], kw["signals"])
+    s0 = m.initial(budget=b)
+    seen = {s0}
+    q = deque([(s0, 0)])
+    while q:
+        s, d = q.popleft()
+        for st in m.enabled(s):
+            t, _ = m.apply(s, st)
+            if bad(m, s, st, t):
+                return d + 1
+            if t not in seen:
+                seen.add(t)
+                q.append((t, d + 1))
+    raise AssertionError("no violation found")
+
+
+def test_invariant_counterexamples_are_shortest():
+    cfg, wl, kw = setup("no_ipi_on_exit")
+    name = "first_exiter_ipis_nappers"
+    depth = _plain_bfs_depth(cfg, wl, kw, lambda m, s, st, t: any(
+        n == name for n, _ in check_step(m, s, st, t)))
+    assert _setup_result("no_ipi_on_exit").violations[name].depth == depth
+
+
+def test_liveness_counterexamples_are_shortest():
+    # Every state one step shorter on the way to the stuck state can still reach the
+    # goal (a shorter stuck state would have been reported instead).
+    r = _setup_result("no_exit_recheck")
+    v = r.violations["core_can_leave"]
+    prefix = v.trace.steps[:-1]
+    cfg, wl, kw = setup("no_exit_recheck")
+    shorter = Trace(cfg, wl, [], prefix, len(prefix), source="explore", budget=r.budget)
+    s = shorter.state_after(len(prefix))
+    m = Model(cfg, wl)
+    # From the state before the last step, the hypervisor alone (no guest code, no
+    # environment event) can still bring the core out: search for it.
+    seen = {s}
+    q = deque([s])
+    left = False
+    while q and not left:
+        x = q.popleft()
+        for st in m.enabled(x, environment=False):
+            if st.actor == "thread" and st.name in GUEST_STEPS:
+                continue
+            y, _ = m.apply(x, st)
+            if y.vcore.vcore_state != 1:
+                left = True
+                break
+            if y not in seen:
+                seen.add(y)
+                q.append(y)
+    assert left
+
+
+def test_liveness_counterexamples_show_how_the_hang_continues():
+    r = _setup_result("no_exit_recheck")
+    v = r.violations["core_can_leave"]
+    assert v.continuation_end == "dead end" and v.continuation
+    m = Model(*setup("no_exit_recheck")[:2])
+    s = v.state
+    for st in v.continuation:
+        assert st in m.enabled(s, environment=False)
+        s, _ = m.apply(s, st)
+        assert s.vcore.vcore_state == 1  # still VCORE_RUNNING: the core never leaves
+    # The end: vcpu 1 naps in H_CEDE un-IPI'd, the primary waits for it forever.
+    assert any(t.loc == "nap" and not t.ipi for t in s.threads)
+    assert s.threads[0].loc == "hdec_soon.wait_exits"
+    assert "then, for example (ends in a dead end)" in v.format()
+
+
+def test_format_lists_the_counterexample_steps_with_kernel_names():
+    text = _setup_result("no_ipi_on_exit").format()
+    assert text.startswith("VIOLATED: ")
+    for word in ("kvmppc_run_core", "kvmppc_h_cede: napping_threads", "hdec_soon",
+                 "NOT sending IPIs", "=> "):
+        assert word in text
+    short = _setup_result("no_ipi_on_exit").format(events=False)
+    assert "NOT sending IPIs" not in short and "hdec_soon" in short
+
+
+# ---- symmetry ----------------------------------------------------------------------------------
+
+def test_symmetry_classes_are_equal_programs_that_name_no_vcpu():
+    assert symmetry_classes(Workload(((Busy(1.0),), (), (), ()))) == ((1, 2, 3),)
+    assert symmetry_classes(Workload(((Prod(2),), (), (), ()))) == ((1, 3),)
+    assert symmetry_classes(Workload(((Busy(1.0),), (Mmio(),)))) == ()
+
+
+def test_the_model_commutes_with_renumbering_interchangeable_vcpus():
+    # apply(permute(s), permute(step)) == permute(apply(s, step)) on every transition of
+    # a small graph: what makes one state per orbit enough.
+    cfg = Config(threads_per_core=4, vcpus=3)
+    wl = Workload(((Busy(1.0),), (), ()))
+    m = Model(cfg, wl)
+    perms = [(0, 2, 1)]
+    s0 = m.initial(budget=(1, 0, 1, 0, 0))
+    seen = {s0}
+    q = deque([s0])
+    checked = 0
+    while q and checked < 4000:
+        s = q.popleft()
+        for st in m.enabled(s):
+            t, _ = m.apply(s, st)
+            for p in perms:
+                ps = permute_state(s, p)
+                pst = permute_step(st, p)
+                assert pst in m.enabled(ps)
+                assert m.apply(ps, pst)[0] == permute_state(t, p)
+                checked += 1
+            if t not in seen:
+                seen.add(t)
+                q.append(t)
+
+
+def test_symmetry_reduction_gives_the_same_verdicts_with_fewer_states():
+    cfg = Config(threads_per_core=2, vcpus=2)
+    wl = Workload(((), ()))
+    full = explore(cfg, wl, interrupts=0, symmetry=False, progress=False)
+    reduced = explore(cfg, wl, interrupts=0, symmetry=True, progress=False)
+    assert full.ok and reduced.ok
+    assert reduced.symmetry == ((0, 1),) and full.symmetry == ()
+    assert reduced.states < full.states
+    # The same first dead end (breadth-first level) with and without the reduction.
+    cfg, wl, kw = setup("no_prodded_check")
+    a, b = (explore(cfg, wl, symmetry=sym, stop_at_first=True, progress=False,
+                    properties=["prod_not_lost"], **kw) for sym in (True, False))
+    assert a.symmetry and not b.symmetry
+    assert set(a.violations) == set(b.violations) == {"prod_not_lost"}
+    assert a.violations["prod_not_lost"].depth == b.violations["prod_not_lost"].depth
+
+
+def test_renumbered_counterexamples_replay_from_the_real_initial_state():
+    # The prod lands on either vcpu: whichever representative was stored, the replayed
+    # counterexample is a concrete run of the real machine.
+    v = _setup_result("no_prodded_check").violations["prod_not_lost"]
+    s = v.trace.state_after(len(v.trace.steps))
+    assert s == v.state
+    assert any(u.prodded and u.ceded for u in s.vcpus)
+
+
+# ---- progress ------------------------------------------------------------------------------------
+
+def test_progress_false_is_silent_and_a_callable_gets_counts(capsys):
+    calls = []
+    cfg, wl, kw = setup("no_exit_recheck")
+    r = explore(cfg, wl, progress=lambda *a: calls.append(a), **kw)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    assert len(calls) >= r.seconds // 0.2 - 1
+    for states, queue, transitions in calls:
+        assert 0 < states <= transitions + 1 and queue >= 0
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kvmcede explore")
+    add_cli_arguments(p)
+    return p
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = cli_main(_parser().parse_args(["--no-progress", *argv]))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_prints_the_counterexample_and_exits_1(capsys, tmp_path):
+    path = tmp_path / "cex.json"
+    rc, out, _ = _cli(capsys, "no_exit_recheck", "--json", str(path))
+    assert rc == 1
+    assert out.startswith("VIOLATED: core_can_leave")
+    assert "thread 1: H_CEDE" in out and "hdec_soon: HDEC poke, IPI nappers" in out
+    tr = Trace.from_json(path.read_text())
+    assert tr.source == "explore" and tr.meta["property"] == "core_can_leave"
+
+
+def test_cli_exits_0_when_everything_holds(capsys):
+    rc, out, _ = _cli(capsys, "--vcpus", "1", "--smt", "1", "--interrupts", "1")
+    assert rc == 0 and out.startswith("holds: all 17 properties")
+
+
+def test_cli_exits_2_when_not_finished(capsys):
+    rc, out, _ = _cli(capsys, "protocol", "--max-states", "100")
+    assert rc == 2 and out.startswith("not finished: 100 states explored")
+
+
+def test_cli_builds_a_configuration_from_options(capsys, tmp_path):
+    rc, out, _ = _cli(capsys, "--vcpus", "1", "--smt", "1", "--bug", "hprod_wakes_caller",
+                      "--workload", "idle", "--interrupts", "0", "--prods", "1",
+                      "--property", "prod_not_lost", "--no-events",
+                      "--perfetto", str(tmp_path / "p.json"))
+    assert rc == 1 and out.startswith("VIOLATED: prod_not_lost")
+    assert "bugs hprod_wakes_caller" in out and "remote H_PRODs 1" in out
+    assert "[host, vcpu 0]" not in out  # --no-events
+    assert "traceEvents" in json.loads((tmp_path / "p.json").read_text())
+    rc, out, _ = _cli(capsys, "--vcpus", "1", "--smt", "1", "--ablation", "no_cede_sync",
+                      "--memory", "store_buffer", "--policy", "host", "--max-states", "20")
+    assert rc == 2 and "ablations no_cede_sync" in out and "memory store_buffer" in out
+    assert "policy host" in out
+
+
+def test_cli_reports_a_bad_configuration_and_exits_2(capsys):
+    rc, out, err = _cli(capsys, "--vcpus", "3", "--smt", "2")
+    assert rc == 2 and out == "" and "vcpus must be" in err
+
+
+def test_cli_lists_setups_and_properties(capsys):
+    rc, out, _ = _cli(capsys, "--list")
+    assert rc == 0
+    for name in itertools.chain(SETUPS, PROPERTIES):
+        assert name in out
