@@ -630,7 +630,7 @@ def _timed_idles(workload: Workload) -> int:
 class _Progress:
     """Progress while exploring: silent for the first second, then a tqdm bar (a widget
     in notebooks) or plain lines on stderr; or a callable ``f(states, queue, transitions)``
-    called about every 0.2 s."""
+    called about every 0.2 s and once at the end."""
 
     def __init__(self, progress: object, max_states: int) -> None:
         self.mode = "off" if progress is False else (
@@ -668,7 +668,10 @@ class _Progress:
             print(f"explore: {states:,} states, queue {queue:,}, {transitions:,} transitions, "
                   f"{now - self.t0:.1f} s", file=sys.stderr, flush=True)
 
-    def close(self) -> None:
+    def close(self, states: int, queue: int, transitions: int) -> None:
+        """End of the exploration: a callable gets the final counts once more."""
+        if self.mode == "call":
+            self.fn(states, queue, transitions)
         if self.bar:
             self.bar.close()
 
@@ -884,7 +887,7 @@ class _Explorer:
                 break
         if queue:
             finished = False
-        prog.close()
+        prog.close(len(parent), len(queue), transitions)
         n_states = len(parent)
         liveness_checked = live and finished
         stuck = None
