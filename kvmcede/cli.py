@@ -25,7 +25,7 @@ import importlib.util
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TextIO
 
@@ -101,39 +101,29 @@ def _optional(name: str) -> tuple[ModuleType | None, str]:
 # Argument types (argparse turns their ArgumentTypeError into "argument --flag: ...")
 # ============================================================================================
 
-def _positive_us(text: str) -> float:
+def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
+    """Parse a float that ``ok`` accepts, else an error saying it must be ``what``."""
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number of microseconds, got {text!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be a positive finite number of microseconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return v
+
+
+def _positive_us(text: str) -> float:
+    return _number(text, lambda v: 0 < v < float("inf"),
+                   "a positive finite number of microseconds")
 
 
 def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") \
-            from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
-    return v
+    return _number(text, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 
 
 def _rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number >= 0 (interrupts per second per vcpu), got {text!r}") from None
-    if not 0.0 <= v < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number >= 0 (interrupts per second per vcpu), got {text!r}")
-    return v
+    return _number(text, lambda v: 0.0 <= v < float("inf"),
+                   "a finite number >= 0 (interrupts per second per vcpu)")
 
 
 def _positive_int(text: str) -> int:
