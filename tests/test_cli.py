@@ -11,12 +11,12 @@ import sys
 import tomllib
 import types
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
 from kvmcede import Busy, Config, Idle, Trace, Workload, random_workload, simulate
 from kvmcede.cli import EXIT_CODES, build_parser, main
+from kvmcede.scenarios import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--duration-us", "2000"]
@@ -261,21 +261,12 @@ def test_run_scenario_rejects_random_workload_flags(capsys):
     assert rc == 2 and "--idle-fraction" in err and "--random" in err
 
 
-class _Scenario(NamedTuple):
-    name: str
-    title: str
-    description: str
-    config: Config
-    workload: Workload
-    until_us: float
-
-
 @pytest.fixture
 def fake_scenarios(monkeypatch):
     """A stand-in kvmcede.scenarios with one scenario (tests the CLI on its own)."""
-    sc = _Scenario("one_busy", "One busy vcpu, one idle", "vcpu 0 runs; vcpu 1 cedes.",
-                   Config(threads_per_core=2, vcpus=2),
-                   Workload(((Busy(300.0),), (Idle(None),)), name="one_busy"), 400.0)
+    sc = Scenario("one_busy", "One busy vcpu, one idle", "vcpu 0 runs; vcpu 1 cedes.",
+                  Config(threads_per_core=2, vcpus=2),
+                  Workload(((Busy(300.0),), (Idle(None),)), name="one_busy"), 400.0)
     mod = types.ModuleType("kvmcede.scenarios")
     mod.SCENARIOS = {sc.name: sc}
 
