@@ -265,18 +265,29 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
 
 def _activities(s: Machine, prev: Machine | None, now: int, t_act: list[str],
                 v_act: list[str], events: list[Event]) -> None:
-    """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed (only the
-    threads and vcpus whose state objects changed are looked at)."""
+    """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed.
+
+    Activities depend only on each thread's ``loc``/``vcpu`` and each vcpu's
+    ``state``/``ceded``; most steps change neither, and are skipped after a few
+    identity and string comparisons (this runs after every simulated step)."""
     threads = s.threads
-    moved = prev is None or prev.vcpus is not s.vcpus
+    moved = prev is None
+    pth = None if prev is None else prev.threads
     for i, t in enumerate(threads):
-        if prev is not None and t is prev.threads[i]:
-            continue
+        if pth is not None:
+            pt = pth[i]
+            if t is pt or (t.loc == pt.loc and t.vcpu == pt.vcpu):
+                continue
         moved = True
         a = LOC_ACTIVITY.get(t.loc, "entry")
         if a != t_act[i]:
             t_act[i] = a
             events.append(Event(now, i, t.vcpu, "thread_state", a))
+    if not moved and prev.vcpus is not s.vcpus:
+        for u, pu in zip(s.vcpus, prev.vcpus, strict=True):
+            if u is not pu and (u.state != pu.state or u.ceded != pu.ceded):
+                moved = True
+                break
     if moved:
         for v, a in enumerate(_vcpu_activities(s)):
             if a != v_act[v]:
