@@ -78,6 +78,12 @@ _HEADLINE_US = 20_000.0
 _SMT2 = Config(threads_per_core=2, vcpus=2)
 _A_B_D_BUSY = Busy(400)
 
+#: S4 and S5 are one run: A, the last busy vcpu, cedes (S4); B's timer then wakes the
+#: sleeping vcore (S5, the same workload simulated longer).
+_S4_PROGRAMS = ((Busy(30), Idle(4000)), (Idle(200), Busy(400)), (Idle(5000),),
+                (Idle(6000),))
+
+
 _ALL: tuple[Scenario, ...] = (
     Scenario(
         "S1", "All four busy: the vcore starts",
@@ -114,8 +120,7 @@ _ALL: tuple[Scenario, ...] = (
         "exit count and join the exit (reference sections 2, 4 and S4).  The host finds "
         "every vcpu ceded with trap 0, arms the four DEC hrtimers (kvmppc_set_timer) and "
         "the runner sleeps on vc->wq in kvmppc_vcore_blocked.",
-        Config(), _wl("S4", (Busy(30), Idle(4000)), (Idle(200), Busy(400)), (Idle(5000),),
-                      (Idle(6000),)), 100.0),
+        Config(), _wl("S4", *_S4_PROGRAMS), 100.0),
     Scenario(
         "S5", "A sleeping vcore is woken by B's decrementer",
         "S4 continued: B's DEC hrtimer fires, kvmppc_decrementer_func queues a DEC and "
@@ -124,8 +129,7 @@ _ALL: tuple[Scenario, ...] = (
         "is B, run on thread 0 by A's task) and the ceded A, C, D ptids 1-3; all four are "
         "started, A, C and D return from H_CEDE with nothing to do and cede again into "
         "nap because B is running.",
-        Config(), _wl("S5", (Busy(30), Idle(4000)), (Idle(200), Busy(400)), (Idle(5000),),
-                      (Idle(6000),)), 300.0),
+        Config(), _wl("S5", *_S4_PROGRAMS), 300.0),
     Scenario(
         "S12", "C cedes while B is already exiting (MMIO)",
         "B's MMIO exit increments the exit count after C set its napping bit but before C "
@@ -252,6 +256,7 @@ _ALL: tuple[Scenario, ...] = (
 )
 
 #: The scenarios by name, in the order of the reference.
+
 SCENARIOS: dict[str, Scenario] = {sc.name: sc for sc in _ALL}
 
 
