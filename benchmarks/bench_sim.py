@@ -1,6 +1,6 @@
 """Speed of the timed simulator, against SimPy's bare event loop.
 
-Three measurements, for each policy ("realmode" = the commit, "host" = before it):
+Four measurements, for each policy ("realmode" = the commit, "host" = before it):
 
 1. **One simulated second** of the default random workload — 4 vcpus on an SMT4 core,
    every vcpu idle half of the time in periods of about 1 ms:
@@ -15,6 +15,11 @@ Three measurements, for each policy ("realmode" = the commit, "host" = before it
 3. **The 20 ms scenario** a widget re-simulates when a slider moves:
    ``random_workload(config, 20_000, ...)`` built, simulated and its metrics computed,
    median over ``--runs`` runs (each part reported separately too).
+4. **The model alone**, with no scheduler around it: the steps of the one-second run
+   replayed through :meth:`Model.apply`, and :meth:`Model.enabled` asked in every state
+   they reach (best of ``--repeat``).  Any scheduler of this model pays at least their
+   sum per step, so it bounds the steps per second; what :func:`simulate` adds on top
+   is its own bookkeeping (ready times, activity events, the trace).
 
 Targets (printed next to each figure as PASS / MISS): one simulated second in under
 1 s of wall time; at least 200,000 model steps per second; the 20 ms scenario in
@@ -26,6 +31,7 @@ Run:  python benchmarks/bench_sim.py [--repeat 3] [--runs 15] [--seed 0] [--json
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -36,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from kvmcede import Config, random_workload, simulate
+from kvmcede import Config, Model, random_workload, simulate
 
 SECOND_US = 1_000_000
 WIDGET_US = 20_000
@@ -124,6 +130,39 @@ def bench_widget(policy: str, seed: int, runs: int) -> dict:
             "total_ms": med(total) * 1e3, "max_total_ms": max(total) * 1e3}
 
 
+def bench_model(policy: str, seed: int, repeat: int, sim_s: float) -> dict:
+    """Model.apply and Model.enabled alone over the one-second run (best of ``repeat``);
+    ``sim_s`` is simulate()'s wall time for the same run."""
+    config = Config(policy=policy)
+    wl = random_workload(config, SECOND_US, idle_fraction=0.5, idle_us=1000, seed=seed)
+    tr = simulate(config, wl, until=SECOND_US)
+    states = [s for _, _, s in tr.states()]
+    apply_s = enabled_s = float("inf")
+    paused = gc.isenabled()
+    gc.disable()  # as simulate() runs
+    try:
+        for _ in range(repeat):
+            m = Model(config, wl)
+            s = m.initial()
+            t0 = time.perf_counter()
+            for t, st in tr.steps:
+                s, _ = m.apply(s, st, t)
+            apply_s = min(apply_s, time.perf_counter() - t0)
+            m = Model(config, wl)  # a fresh cache, met in the simulator's order
+            t0 = time.perf_counter()
+            for s in states:
+                m.enabled(s, False)
+            enabled_s = min(enabled_s, time.perf_counter() - t0)
+    finally:
+        if paused:
+            gc.enable()
+    n = len(tr.steps)
+    model_s = apply_s + enabled_s
+    return {"policy": policy, "apply_us": apply_s / n * 1e6, "enabled_us": enabled_s / n * 1e6,
+            "model_us": model_s / n * 1e6, "max_steps_per_s": n / model_s,
+            "scheduler_us": (sim_s - model_s) / n * 1e6}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog="See benchmarks/README.md.")
@@ -187,6 +226,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{_verdict(r['total_ms'] < TARGET_WIDGET_MS)}]  = workload "
               f"{r['build_ms']:.2f} + simulate {r['simulate_ms']:.2f} + metrics "
               f"{r['metrics_ms']:.2f} ms  (max {r['max_total_ms']:.2f} ms)")
+
+    print()
+
+    print(f"4. the model alone, without a scheduler: the one-second run's steps; best of "
+          f"{args.repeat}")
+    out["model"] = []
+    for r in out["seconds"]:
+        b = bench_model(r["policy"], args.seed, args.repeat, r["wall_s"])
+        out["model"].append(b)
+        print(f"   {b['policy']:<8}  Model.apply {b['apply_us']:.2f} + Model.enabled "
+              f"{b['enabled_us']:.2f} = {b['model_us']:.2f} us/step: at most "
+              f"{b['max_steps_per_s']:,.0f} steps/s  [target >= {TARGET_STEPS_PER_S:,}: "
+              f"{_verdict(b['max_steps_per_s'] >= TARGET_STEPS_PER_S)}]; simulate() adds "
+              f"{b['scheduler_us']:.2f} us/step")
 
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

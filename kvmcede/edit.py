@@ -45,10 +45,12 @@ class Edit:
     def __init__(self, m: Model, s: Machine, now: int) -> None:
         self.m = m
         self.now = now
-        self.threads: list[Thread] = list(s.threads)
+        # Copy on write: a part stays the old state's tuple until the step writes to it,
+        # so the new state shares every part the step did not touch.
+        self.threads: tuple[Thread, ...] | list[Thread] = s.threads
         self.vcore: Vcore = s.vcore
-        self.vcpus: list[Vcpu] = list(s.vcpus)
-        self.tasks: list[Task] = list(s.tasks)
+        self.vcpus: tuple[Vcpu, ...] | list[Vcpu] = s.vcpus
+        self.tasks: tuple[Task, ...] | list[Task] = s.tasks
         self.stores: tuple[Store, ...] = s.stores
         self.prodder = s.prodder
         self.budget = s.budget
@@ -56,22 +58,32 @@ class Edit:
 
     # ---- edits -------------------------------------------------------------------------
     # (``_with`` does what NamedTuple._replace does, about twice as fast: the simulator
-    # calls it a few times per step.)
+    # calls it a few times per step.  A part still the old state's tuple is copied to a
+    # list on its first write, inline: a helper call would cost more than the test.)
     def thread(self, i: int, **kw: object) -> None:
-        self.threads[i] = _with(self.threads[i], kw, _THREAD)
+        threads = self.threads
+        if threads.__class__ is tuple:
+            threads = self.threads = list(threads)
+        threads[i] = _with(threads[i], kw, _THREAD)
 
     def vcpu(self, v: int, **kw: object) -> None:
-        self.vcpus[v] = _with(self.vcpus[v], kw, _VCPU)
+        vcpus = self.vcpus
+        if vcpus.__class__ is tuple:
+            vcpus = self.vcpus = list(vcpus)
+        vcpus[v] = _with(vcpus[v], kw, _VCPU)
 
     def task(self, v: int, **kw: object) -> None:
-        self.tasks[v] = _with(self.tasks[v], kw, _TASK)
+        tasks = self.tasks
+        if tasks.__class__ is tuple:
+            tasks = self.tasks = list(tasks)
+        tasks[v] = _with(tasks[v], kw, _TASK)
 
     def vc(self, **kw: object) -> None:
         self.vcore = _with(self.vcore, kw, _VCORE)
 
     def event(self, kind: str, thread: int = -1, vcpu: int = -1, detail: str = "",
               arg: int = -1) -> None:
-        self.events.append(Event(self.now, thread, vcpu, kind, detail, arg))
+        self.events.append(_new(Event, (self.now, thread, vcpu, kind, detail, arg)))
 
     def spend(self, which: int) -> None:
         """Use one unit of environment budget ``which`` (explorer only)."""
@@ -99,6 +111,8 @@ class Edit:
     def drain_all(self, writer: int) -> None:
         """Make all of ``writer``'s buffered stores visible, oldest first (what ``sync``
         or a lock does before the writer goes on)."""
+        if not self.stores:  # always so under sequential consistency
+            return
         keep = []
         for st in self.stores:
             if st.writer == writer:
@@ -108,9 +122,10 @@ class Edit:
         self.stores = tuple(keep)
 
     def freeze(self) -> Machine:
-        """The new immutable state (unchanged parts are shared with the old one)."""
-        return Machine(tuple(self.threads), self.vcore, tuple(self.vcpus), tuple(self.tasks),
-                       self.stores, self.prodder, self.budget)
+        """The new immutable state (unchanged parts are shared with the old one: ``tuple``
+        of a tuple is that tuple)."""
+        return _new(Machine, (tuple(self.threads), self.vcore, tuple(self.vcpus),
+                              tuple(self.tasks), self.stores, self.prodder, self.budget))
 
 
 def _index(cls: type) -> dict[str, int]:
@@ -119,10 +134,14 @@ def _index(cls: type) -> dict[str, int]:
 
 _THREAD, _VCPU, _TASK, _VCORE = (_index(c) for c in (Thread, Vcpu, Task, Vcore))
 
+#: ``tuple.__new__(cls, values)`` builds a NamedTuple from its field values without the
+#: Python-level ``cls.__new__`` that ``cls(...)`` goes through (half the cost).
+_new = tuple.__new__
+
 
 def _with(obj: tuple, changes: dict[str, object], index: dict[str, int]):
     """A copy of NamedTuple ``obj`` with ``changes`` applied (unknown fields: KeyError)."""
-    values = list(obj)
+    values = [*obj]  # (cheaper than list(obj) for a tuple subclass)
     for k, v in changes.items():
         values[index[k]] = v
-    return tuple.__new__(obj.__class__, values)
+    return _new(obj.__class__, values)

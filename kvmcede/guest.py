@@ -34,7 +34,9 @@ from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
     BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
-    Dec,
+    DEC_ARMED,
+    DEC_NEGATIVE,
+    DEC_OFF,
     Machine,
 )
 
@@ -335,7 +337,7 @@ def guest_step(s: Machine, i: int, m) -> str:
     vcpu = s.vcpus[v]
     if vcpu.vector:
         return "guest_interrupt"
-    if vcpu.dec == Dec.NEGATIVE and vcpu.msr_ee:
+    if vcpu.dec == DEC_NEGATIVE and vcpu.msr_ee:
         return "guest_dec"
     op = m.workload.op(v, vcpu.pc)
     return _OP_STEP[type(op)]
@@ -361,7 +363,7 @@ def guest_interrupt(e: Edit, i: int) -> None:
     vcpu = e.vcpus[v]
     if vcpu.vector == 0x900:
         # The guest's timer code reprograms DEC for its next event.
-        e.vcpu(v, dec=Dec.OFF, raised=vcpu.raised & ~_DEC)
+        e.vcpu(v, dec=DEC_OFF, raised=vcpu.raised & ~_DEC)
     else:
         # The guest accepts the interrupt at its (emulated) XICS; see module docstring.
         e.vcpu(v, pending_exceptions=vcpu.pending_exceptions & ~_EXT,
@@ -382,7 +384,7 @@ def guest_dec(e: Edit, i: int) -> None:
     involvement).  If the guest was about to idle, its timer event has come."""
     v = e.threads[i].vcpu
     vcpu = e.vcpus[v]
-    e.vcpu(v, dec=Dec.OFF, raised=vcpu.raised & ~_DEC)
+    e.vcpu(v, dec=DEC_OFF, raised=vcpu.raised & ~_DEC)
     e.event("deliver", i, v, "decrementer taken in the guest at 0x900", 0x900)
     if isinstance(e.m.workload.op(v, vcpu.pc), Idle):
         e.vcpu(v, pc=vcpu.pc + 1, cede_result="")
@@ -400,9 +402,9 @@ def h_cede(e: Edit, i: int) -> None:
     op = e.m.workload.op(v, vcpu.pc)
     if vcpu.cede_result == "":  # first H_CEDE of this idle period: program the timer
         if op.us is None:
-            e.vcpu(v, dec=Dec.OFF)
+            e.vcpu(v, dec=DEC_OFF)
         else:
-            e.vcpu(v, dec=Dec.ARMED, dec_expires=e.now + e.m.ticks(op.us))
+            e.vcpu(v, dec=DEC_ARMED, dec_expires=e.now + e.m.ticks(op.us))
     # r3 carries the hcall number into the hypervisor; H_SUCCESS replaces it on return.
     e.vcpu(v, guest="cede", msr_ee=True, r3=0xE0)
     if e.m.config.policy == "host":

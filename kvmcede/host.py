@@ -31,6 +31,8 @@ from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
     BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
+    DEC_ARMED,
+    DEC_NEGATIVE,
     H_SUCCESS,
     KVMPPC_VCPU_BUSY_IN_HOST,
     KVMPPC_VCPU_RUNNABLE,
@@ -41,12 +43,11 @@ from .state import (
     VCORE_INACTIVE,
     VCORE_RUNNING,
     VCORE_SLEEPING,
-    Dec,
     Machine,
     exit_count,
 )
 
-__all__ = ["TASK_STEPS", "end_cede", "kick", "prod_wakes", "task_step"]
+__all__ = ["TASK_READS_SHARED", "TASK_STEPS", "end_cede", "kick", "prod_wakes", "task_step"]
 
 _DEC = 1 << BOOK3S_IRQPRIO_DECREMENTER
 EINTR = -4
@@ -83,6 +84,12 @@ def task_step(s: Machine, v: int, m) -> str | None:
                 and s.vcore.vcore_state in (VCORE_RUNNING, VCORE_EXITING)):
             return None
     return _STEP_NAME[loc]
+
+
+#: The locations where a task's step depends on more than the task itself and its vcpu:
+#: the vcore and thread 0.  Model.enabled keeps the step of a task anywhere else while
+#: those change.
+TASK_READS_SHARED = frozenset({"kvmppc_run_core", "kvmppc_run_vcpu.out"})
 
 
 # ============================================================================================
@@ -130,13 +137,13 @@ def set_timer(e: Edit, v: int) -> None:
     """``kvmppc_set_timer``: DEC already negative -> queue a DEC exception now; else
     start the ``dec_timer`` hrtimer for ``dec_expires``."""
     vcpu = e.vcpus[v]
-    if vcpu.dec == Dec.NEGATIVE:
+    if vcpu.dec == DEC_NEGATIVE:
         e.vcpu(v, pending_exceptions=vcpu.pending_exceptions | _DEC)
         e.event("kvmppc_set_timer", -1, v, "DEC already expired: queue a DEC exception")
     else:
         e.vcpu(v, timer_running=True)
         e.event("kvmppc_set_timer", -1, v, "dec_timer hrtimer armed" + (
-            "" if vcpu.dec == Dec.ARMED else " (no guest timer event: far future)"))
+            "" if vcpu.dec == DEC_ARMED else " (no guest timer event: far future)"))
 
 
 def deliver_interrupts(e: Edit, v: int) -> None:
@@ -346,7 +353,7 @@ def run_core_exit(e: Edit, v: int) -> None:
             f"{vc.n_woken}; VCORE_EXITING")
     for w in vc.runnable:
         u = e.vcpus[w]
-        if u.dec != Dec.NEGATIVE and u.pending_exceptions & _DEC:
+        if u.dec != DEC_NEGATIVE and u.pending_exceptions & _DEC:
             e.vcpu(w, pending_exceptions=u.pending_exceptions & ~_DEC)
             e.event("kvmppc_run_core", -1, w, "DEC is positive: dequeue the stale DEC")
         ret = handle_exit(e, w) if u.trap else RESUME_GUEST

@@ -19,8 +19,9 @@ from .host import kick
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
+    DEC_ARMED,
+    DEC_NEGATIVE,
     KVMPPC_VCPU_STOPPED,
-    Dec,
     Machine,
 )
 
@@ -36,7 +37,7 @@ _EXT = 1 << BOOK3S_IRQPRIO_EXTERNAL
 def timer_fires(s: Machine, v: int) -> bool:
     """The vcpu's ``dec_timer`` hrtimer is armed and its expiry time has come."""
     u = s.vcpus[v]
-    return u.timer_running and u.dec == Dec.NEGATIVE
+    return u.timer_running and u.dec == DEC_NEGATIVE
 
 
 def kvmppc_decrementer_func(e: Edit, v: int) -> None:
@@ -53,7 +54,7 @@ def kvmppc_decrementer_func(e: Edit, v: int) -> None:
 def decrementer(e: Edit, v: int) -> None:
     """The guest DEC of vcpu ``v`` passes zero."""
     u = e.vcpus[v]
-    e.vcpu(v, dec=Dec.NEGATIVE, raised=u.raised | _DEC)
+    e.vcpu(v, dec=DEC_NEGATIVE, raised=u.raised | _DEC)
     e.event("decrementer", -1, v, "guest DEC expires", 0x900)
     e.event("raise", -1, v, "decrementer", 0x900)
 
@@ -141,7 +142,7 @@ def world_steps(s: Machine) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     b = s.budget
     for v, u in enumerate(s.vcpus):
-        if b[B_DEC] > 0 and u.dec == Dec.ARMED:
+        if b[B_DEC] > 0 and u.dec == DEC_ARMED:
             out.append(("decrementer", v))
         if b[B_IRQ] > 0 and u.state != KVMPPC_VCPU_STOPPED and not u.pending_exceptions & _EXT:
             out.append(("KVM_INTERRUPT", v))

@@ -12,11 +12,11 @@ from __future__ import annotations
 from .config import Config
 from .edit import PRODDER, Edit, Step
 from .guest import GUEST_STEPS, Workload
-from .host import TASK_STEPS, task_step
+from .host import TASK_READS_SHARED, TASK_STEPS, task_step
 from .interrupts import WORLD_STEPS, drain, kvmppc_decrementer_func, remote_prod_mb
 from .interrupts import world_steps as _world_steps
-from .realmode import THREAD_STEPS, kvmppc_interrupt, thread_step
-from .state import Dec, Machine, Task, Thread, Vcore, Vcpu
+from .realmode import THREAD_READS_SHARED, THREAD_STEPS, kvmppc_interrupt, thread_step
+from .state import DEC_NEGATIVE, Machine, Task, Thread, Vcore, Vcpu
 from .trace import Event
 
 __all__ = ["Model", "Step"]
@@ -45,6 +45,8 @@ class Model:
         n = config.threads_per_core
         self._tcache: list[tuple] = [(None,) * 5] * n
         self._kcache: list[tuple] = [(None,) * 5] * config.vcpus
+        self._tsteps = [_StepTable("thread", i) for i in range(n)]
+        self._ksteps = [_StepTable("task", v) for v in range(config.vcpus)]
         self._timer_steps = [Step("timer", v, "kvmppc_decrementer_func")
                              for v in range(config.vcpus)]
 
@@ -70,19 +72,23 @@ class Model:
         vc = s.vcore
         vcpus = s.vcpus
         stores = s.stores
-        # Each actor's step depends only on a few parts of the state.  Successive states
-        # share unchanged parts, so an identity check of those parts against the last
-        # state seen lets most actors skip recomputing their guard.
+        # Each actor's step depends only on a few parts of the state: its own, its vcpu's
+        # and, at the locations in THREAD_READS_SHARED / TASK_READS_SHARED, the vcore and
+        # the store buffers / thread 0.  Successive states share unchanged parts, so an
+        # identity check of those parts against the last state seen (None: not read) lets
+        # most actors skip recomputing their guard.
         cache = self._tcache
         for i, t in enumerate(s.threads):
-            vo = vcpus[t.vcpu] if t.vcpu >= 0 else None
+            v = t.vcpu
+            vo = vcpus[v] if v >= 0 else None
             c = cache[i]
-            if c[0] is t and c[1] is vc and c[2] is vo and c[3] is stores:
+            if c[0] is t and c[2] is vo and (c[1] is None or (c[1] is vc and c[3] is stores)):
                 st = c[4]
             else:
                 name = thread_step(s, i, self)
-                st = None if name is None else Step("thread", i, name)
-                cache[i] = (t, vc, vo, stores, st)
+                st = None if name is None else self._tsteps[i][name]
+                shared = t.loc in THREAD_READS_SHARED
+                cache[i] = (t, vc if shared else None, vo, stores if shared else None, st)
             if st is not None:
                 out.append(st)
         cache = self._kcache
@@ -90,16 +96,17 @@ class Model:
         for v, k in enumerate(s.tasks):
             vo = vcpus[v]
             c = cache[v]
-            if c[0] is k and c[1] is vc and c[2] is vo and c[3] is t0:
+            if c[0] is k and c[2] is vo and (c[1] is None or (c[1] is vc and c[3] is t0)):
                 st = c[4]
             else:
                 name = task_step(s, v, self)
-                st = None if name is None else Step("task", v, name)
-                cache[v] = (k, vc, vo, t0, st)
+                st = None if name is None else self._ksteps[v][name]
+                shared = k.loc in TASK_READS_SHARED
+                cache[v] = (k, vc if shared else None, vo, t0 if shared else None, st)
             if st is not None:
                 out.append(st)
         for v, u in enumerate(vcpus):
-            if u.timer_running and u.dec == Dec.NEGATIVE:
+            if u.timer_running and u.dec == DEC_NEGATIVE:
                 out.append(self._timer_steps[v])
         if s.prodder[0] and not any(st.writer == PRODDER for st in stores):  # smp_mb
             out.append(Step("prodder", s.prodder[1], "H_PROD: smp_mb; test ceded"))
@@ -144,3 +151,20 @@ class Model:
                              f"world, got {actor!r}")
         fn(e, i)
         return e.freeze(), e.events
+
+
+class _StepTable(dict):
+    """The steps of one actor by name, each :class:`Step` made once, on first use: a lookup
+    is cheaper than building a new one, and the simulator's dicts keyed by steps then hit
+    on identity."""
+
+    __slots__ = ("actor", "index")
+
+    def __init__(self, actor: str, index: int) -> None:
+        super().__init__()
+        self.actor = actor
+        self.index = index
+
+    def __missing__(self, name: str) -> Step:
+        st = self[name] = Step(self.actor, self.index, name)
+        return st

@@ -23,15 +23,16 @@ from .guest import guest_step, resume_guest
 from .state import (
     BOOK3S_IRQPRIO_EXTERNAL,
     BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
+    DEC_NEGATIVE,
     H_SUCCESS,
     REGS_LOST,
-    Dec,
     Machine,
     entry_count,
     exit_count,
 )
 
-__all__ = ["HCALL_NAMES", "STEP_NAME", "THREAD_STEPS", "TRAP_NAMES", "exit_reason", "thread_step"]
+__all__ = ["HCALL_NAMES", "STEP_NAME", "THREAD_READS_SHARED", "THREAD_STEPS", "TRAP_NAMES",
+           "exit_reason", "thread_step"]
 
 # Trap numbers (interrupt vectors) the model uses.
 TRAP_EXTERNAL = 0x500
@@ -99,7 +100,7 @@ def _nap_can_wake(s: Machine, i: int, m) -> bool:
     t = s.threads[i]
     if t.ipi and t.pece & LPCR_PECE0:
         return True
-    return bool(t.pece & LPCR_PECE1) and t.vcpu >= 0 and s.vcpus[t.vcpu].dec == Dec.NEGATIVE
+    return bool(t.pece & LPCR_PECE1) and t.vcpu >= 0 and s.vcpus[t.vcpu].dec == DEC_NEGATIVE
 
 
 def _own_stores_drained(s: Machine, i: int, m) -> bool:
@@ -132,6 +133,16 @@ _GUARDS: dict[str, Callable[[Machine, int, object], bool]] = {
     "hdec_soon.wait_exits": lambda s, i, m: (
         exit_count(s.vcore.entry_exit_count) == entry_count(s.vcore.entry_exit_count)),
 }
+
+
+#: The locations where a thread's step depends on more than the thread itself and its
+#: vcpu: the vcore (guest code takes the HDEC; guards on in_guest, the exit count) or the
+#: store buffers (the syncs in kvmppc_h_cede).  Model.enabled keeps the step of a thread
+#: anywhere else while the vcore and the store buffers change.
+THREAD_READS_SHARED = frozenset({
+    "guest", "kvmppc_cede_reentry", "secondary_too_late", "hdec_soon.wait_in_guest",
+    "hdec_soon.wait_exits", "kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_threads",
+    "kvmppc_h_cede.nap"})
 
 
 # ============================================================================================
@@ -210,7 +221,7 @@ def kvmppc_cede_reentry(e: Edit, i: int) -> None:
         mer = True
         if vcpu.msr_ee and vcpu.vector == 0:
             vector = 0x500
-    elif vcpu.msr_ee and vcpu.vector == 0 and vcpu.dec == Dec.NEGATIVE:
+    elif vcpu.msr_ee and vcpu.vector == 0 and vcpu.dec == DEC_NEGATIVE:
         vector = 0x900
     if vector:
         e.vcpu(v, vector=vector, msr_ee=False)

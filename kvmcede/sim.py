@@ -18,12 +18,14 @@ trace, bit for bit.
 
 from __future__ import annotations
 
+import gc
+
 from .config import Config
-from .edit import Step
+from .edit import Step, _new
 from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .invariants import check_step
 from .model import Model
-from .state import KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Dec, Machine
+from .state import DEC_ARMED, KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Machine
 from .trace import Event, Trace
 
 __all__ = ["InvariantViolation", "simulate", "thread_activity", "vcpu_activity"]
@@ -55,13 +57,21 @@ def thread_activity(s: Machine, i: int) -> str:
     return LOC_ACTIVITY.get(s.threads[i].loc, "entry")
 
 
+#: The thread locations that make a vcpu's activity (its own name: "guest", "nap").
+_VCPU_LOCS = ("guest", "nap")
+
+
 def _vcpu_activities(s: Machine) -> list[str]:
-    where = {t.vcpu: t.loc for t in s.threads if t.loc == "guest" or t.loc == "nap"}
+    where = {}  # vcpu -> "guest" or "nap" (plain loops: cheaper than comprehensions here)
+    for t in s.threads:
+        if t.loc in _VCPU_LOCS:
+            where[t.vcpu] = t.loc
     out = []
     for v, u in enumerate(s.vcpus):
-        if u.state == KVMPPC_VCPU_STOPPED:
+        state = u.state
+        if state == KVMPPC_VCPU_STOPPED:
             out.append("stopped")
-        elif u.state == KVMPPC_VCPU_BUSY_IN_HOST:
+        elif state == KVMPPC_VCPU_BUSY_IN_HOST:
             out.append("userspace")
         else:
             out.append(where.get(v) or ("ceded" if u.ceded else "out"))
@@ -152,6 +162,19 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
             or not 0 < until < float("inf")):
         raise ValueError(f"until must be a positive finite number of microseconds, got "
                          f"{until!r}")
+    # The loop makes no reference cycles, so the cyclic collector would find nothing; left
+    # on, it rescans every object the process holds each time the trace has grown a bit.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(config, workload, until, check_invariants)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _run(config: Config, workload: Workload, until: float, check_invariants: bool) -> Trace:
+    """The scheduler loop of :func:`simulate` (arguments already checked)."""
     m = Model(config, workload)
     end = m.ticks(until)
     clock = _Clock(m)
@@ -159,39 +182,41 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
     n_threads = config.threads_per_core
     n_vcpus = config.vcpus
 
-    # Scripted environment events, in time order.
+    # Scripted environment events, in time order, and a last one that never comes.
+    never = end + 1
     ext: list[tuple[int, Step]] = []
     for ev in workload.events:
         name = ("KVM_INTERRUPT" if isinstance(ev, Interrupt) else
                 "H_PROD (remote)" if isinstance(ev, RemoteProd) else "signal")
         ext.append((m.ticks(ev.at_us), Step("world", ev.vcpu, name)))
+    ext.append((never, Step("world", 0, "end")))
     ext_pos = 0
     start = [m.ticks(t) for t in workload.start_us] if workload.start_us else [0] * n_vcpus
 
     s = m.initial()
-    events: list[Event] = []
+    t_act = [thread_activity(s, i) for i in range(n_threads)]
+    v_act = _vcpu_activities(s)
+    events = [Event(0, i, s.threads[i].vcpu, "thread_state", a) for i, a in enumerate(t_act)]
+    events += [Event(0, -1, v, "vcpu_state", a) for v, a in enumerate(v_act)]
     steps: list[tuple[int, Step]] = []
     since: dict[Step, int] = {}  # enabled step -> time it became enabled
     busy_left: dict[tuple[int, int], int] = {}  # (vcpu, pc) -> ticks of the burst left
     now = 0
-    t_act = [""] * n_threads
-    v_act = [""] * n_vcpus
-    _activities(s, None, now, t_act, v_act, events)
     fixed = clock.fixed
     cost = clock.cost
     dec_steps = [Step("world", v, "decrementer") for v in range(n_vcpus)]
     tick_step = Step("world", 0, "hdec")
     apply = m.apply
     enabled_steps = m.enabled
-    never = end + 1
 
     while True:
-        new_since: dict[Step, int] = {}
         best_t = never
         best = None
-        for st in enabled_steps(s, False):
-            t0 = since.get(st, now)
-            new_since[st] = t0
+        enabled = enabled_steps(s, False)
+        for st in enabled:
+            t0 = since.get(st)
+            if t0 is None:
+                t0 = since[st] = now
             name = st[2]
             c = fixed.get(name)
             if c is not None:
@@ -209,9 +234,20 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
                 t = t0 + cost(s, st)
             if t < best_t:
                 best_t, best = t, st
+        if len(since) > len(enabled):
+            # Steps no longer enabled forget when they became enabled; a busy burst whose
+            # thread has left guest code keeps the part it has run.
+            for st in [st for st in since if st not in enabled]:
+                t0 = since.pop(st)
+                if st[2] == "guest_run":
+                    v = s.threads[st[1]].vcpu
+                    if v >= 0:
+                        key = (v, s.vcpus[v].pc)
+                        if key in busy_left:
+                            busy_left[key] = max(0, busy_left[key] - (now - t0))
         # Environment: guest decrementers, the host tick, scripted events.
         for v, u in enumerate(s.vcpus):
-            if u.dec == Dec.ARMED:
+            if u.dec == DEC_ARMED:
                 t = u.dec_expires if u.dec_expires > now else now
                 if t < best_t:
                     best_t, best = t, dec_steps[v]
@@ -220,27 +256,16 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
             t = (now // host_tick + 1) * host_tick
             if t < best_t:
                 best_t, best = t, tick_step
-        if ext_pos < len(ext):
-            t, st = ext[ext_pos]
-            if t < now:
-                t = now
-            if t < best_t:
-                best_t, best = t, st
+        t, ext_step = ext[ext_pos]
+        if t < now:
+            t = now
+        if t < best_t:
+            best_t, best = t, ext_step
+            ext_pos += 1
         if best is None:
             break
-        # A busy burst whose thread has left guest code keeps the part it has run.
-        for st, t0 in since.items():
-            if st[2] == "guest_run" and st not in new_since:
-                v = s.threads[st[1]].vcpu
-                if v >= 0:
-                    key = (v, s.vcpus[v].pc)
-                    if key in busy_left:
-                        busy_left[key] = max(0, busy_left[key] - (now - t0))
         now = best_t
-        actor = best[0]
-        if actor == "world" and best is not tick_step and best[2] != "decrementer":
-            ext_pos += 1
-        elif best[2] == "guest_run":
+        if best[2] == "guest_run":
             v = s.threads[best[1]].vcpu
             busy_left.pop((v, s.vcpus[v].pc), None)
         prev = s
@@ -253,43 +278,47 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
                 name, msg = bad[0]
                 raise InvariantViolation(f"invariant {name} broken by step {best.label()} "
                                          f"at t={now}: {msg}")
-        # Steps of the actor that moved restart their clocks; others keep theirs.
-        index = best[1]
-        since = {st: t0 for st, t0 in new_since.items()
-                 if st[1] != index or st[0] != actor}
+        # The actor that moved restarts its clock (an actor has at most one enabled step:
+        # this one); the others keep theirs.
+        since.pop(best, None)
         _activities(s, prev, now, t_act, v_act, events)
 
     return Trace(config=config, workload=workload, events=events, steps=steps, end=end,
                  source="simulate")
 
 
-def _activities(s: Machine, prev: Machine | None, now: int, t_act: list[str],
-                v_act: list[str], events: list[Event]) -> None:
+def _activities(s: Machine, prev: Machine, now: int, t_act: list[str], v_act: list[str],
+                events: list[Event]) -> None:
     """Emit ``thread_state`` / ``vcpu_state`` events where an activity changed.
 
-    Activities depend only on each thread's ``loc``/``vcpu`` and each vcpu's
-    ``state``/``ceded``; most steps change neither, and are skipped after a few
-    identity and string comparisons (this runs after every simulated step)."""
-    threads = s.threads
-    moved = prev is None
-    pth = None if prev is None else prev.threads
-    for i, t in enumerate(threads):
-        if pth is not None:
-            pt = pth[i]
-            if t is pt or (t.loc == pt.loc and t.vcpu == pt.vcpu):
+    A thread's activity depends only on its ``loc``; a vcpu's on its ``state`` and
+    ``ceded`` and on the threads in "guest" or "nap" (:func:`_vcpu_activities`).  Most
+    steps change none of these, and are skipped after a few identity and string
+    comparisons (this runs after every simulated step)."""
+    threads, pthreads = s.threads, prev.threads
+    redo = False  # must the vcpus' activities be recomputed?
+    if threads is not pthreads:
+        for i, t in enumerate(threads):
+            pt = pthreads[i]
+            if t is pt:
                 continue
-        moved = True
-        a = LOC_ACTIVITY.get(t.loc, "entry")
-        if a != t_act[i]:
-            t_act[i] = a
-            events.append(Event(now, i, t.vcpu, "thread_state", a))
-    if not moved and prev.vcpus is not s.vcpus:
-        for u, pu in zip(s.vcpus, prev.vcpus, strict=True):
+            loc, ploc = t.loc, pt.loc
+            if loc == ploc and t.vcpu == pt.vcpu:
+                continue
+            a = LOC_ACTIVITY.get(loc, "entry")
+            if a != t_act[i]:
+                t_act[i] = a
+                events.append(_new(Event, (now, i, t.vcpu, "thread_state", a, -1)))
+            if not redo:
+                redo = loc in _VCPU_LOCS or ploc in _VCPU_LOCS
+    vcpus, pvcpus = s.vcpus, prev.vcpus
+    if not redo and vcpus is not pvcpus:
+        for u, pu in zip(vcpus, pvcpus, strict=True):
             if u is not pu and (u.state != pu.state or u.ceded != pu.ceded):
-                moved = True
+                redo = True
                 break
-    if moved:
+    if redo:
         for v, a in enumerate(_vcpu_activities(s)):
             if a != v_act[v]:
                 v_act[v] = a
-                events.append(Event(now, -1, v, "vcpu_state", a))
+                events.append(_new(Event, (now, -1, v, "vcpu_state", a, -1)))

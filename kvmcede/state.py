@@ -20,6 +20,9 @@ __all__ = [
     "BOOK3S_IRQPRIO_DECREMENTER",
     "BOOK3S_IRQPRIO_EXTERNAL",
     "BOOK3S_IRQPRIO_EXTERNAL_LEVEL",
+    "DEC_ARMED",
+    "DEC_NEGATIVE",
+    "DEC_OFF",
     "H_SUCCESS",
     "H_TOO_HARD",
     "KVMPPC_VCPU_BUSY_IN_HOST",
@@ -85,6 +88,11 @@ class Dec(IntEnum):
     OFF = 0
     ARMED = 1
     NEGATIVE = 2
+
+
+# The members again as module constants, for the code that runs on every step: in Python
+# 3.11 each ``Dec.X`` goes through ``EnumType.__getattr__``, several times slower.
+DEC_OFF, DEC_ARMED, DEC_NEGATIVE = Dec.OFF, Dec.ARMED, Dec.NEGATIVE
 
 
 def entry_count(eec: int) -> int:

@@ -162,18 +162,22 @@ def _compute_metrics(tr: Trace) -> Metrics:
                 d[cause[0]] = d.get(cause[0], 0) + dt
         last_t = t
 
+    # Time is integrated only where a vcpu's activity or the exit cause changes: between
+    # two such events every sum grows linearly (integer ticks, so the result is the same).
     for ev in tr.events:
-        advance(ev.time)
         k = ev.kind
         if k == "vcpu_state":
+            advance(ev.time)
             act[ev.vcpu] = ev.detail
         elif k == "exit":
+            advance(ev.time)
             reason = ev.detail
             if reason == "external" and last_kick:
                 reason = f"external ({last_kick} kick)"
             exits[reason] = exits.get(reason, 0) + 1
             cause = (reason, kicked if reason != ev.detail else ev.vcpu)
         elif k == "kvmppc_hv_entry" and ev.thread == 0:
+            advance(ev.time)
             cause = None
         elif k == "ipi":
             if ev.thread >= 0:
