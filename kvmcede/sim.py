@@ -105,7 +105,6 @@ class _Clock:
             "H_CONFER": c.realmode_step,
             "mmio_access": c.realmode_step,
             "kvmppc_run_vcpu": c.host_step,
-            "kvmppc_run_vcpu: loop": c.host_step,
             "kvmppc_wait_for_exec: woken": c.host_wakeup,
             "kvmppc_vcore_blocked": c.host_step,
             "kvmppc_vcore_blocked: woken": c.host_wakeup,
