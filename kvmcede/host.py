@@ -46,7 +46,7 @@ from .state import (
     exit_count,
 )
 
-__all__ = ["TASK_STEPS", "end_cede", "kick", "prod_wakes", "task_step"]
+__all__ = ["TASK_STEPS", "all_idle", "end_cede", "kick", "prod_wakes", "task_step"]
 
 _DEC = 1 << BOOK3S_IRQPRIO_DECREMENTER
 EINTR = -4
@@ -383,10 +383,12 @@ def wait_for_exec(e: Edit, v: int) -> None:
     run_vcpu_loop(e, v)
 
 
-def _all_idle(e: Edit) -> bool:
-    woken_by_prod = prod_wakes(e.m)
-    for w in e.vcore.runnable:
-        u = e.vcpus[w]
+def all_idle(x: Edit | Machine, m) -> bool:
+    """``kvmppc_vcore_blocked``'s test: every runnable vcpu of ``x`` (a state or an edit
+    of one) is still ceded, with nothing pending and (bugs off) not prodded."""
+    woken_by_prod = prod_wakes(m)
+    for w in x.vcore.runnable:
+        u = x.vcpus[w]
         if not u.ceded or u.pending_exceptions or (woken_by_prod and u.prodded):
             return False
     return True
@@ -396,7 +398,7 @@ def vcore_blocked(e: Edit, v: int) -> None:
     """``kvmppc_vcore_blocked`` after unlocking: sleep only if every runnable vcpu is
     still ceded with nothing pending.  The task joined ``vc->wq`` *before* this test, so
     a kick that slips in between finds it on the queue and wakes it: no lost wake-up."""
-    if _all_idle(e):
+    if all_idle(e, e.m):
         e.task(v, loc="kvmppc_vcore_blocked.schedule")
         e.event("kvmppc_vcore_blocked", -1, v, "all idle: schedule()")
         e.event("vcore_sleep", -1, v, "vcore sleeping on vc->wq")
