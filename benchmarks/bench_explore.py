@@ -9,7 +9,8 @@ Measurements (each printed with states, transitions, states per second, wall tim
    bug): states, states/s, verdict.
 3. **The full protocol on bigger vcores**: policy realmode, bugs and ablations off, the
    default workload, one DEC expiry and no other environment event, on SMT4 with 2, 3
-   and 4 vcpus (symmetry reduction on; 3 vcpus also without it); then smaller variants
+   and 4 vcpus (symmetry reduction on), each on the full graph and with partial-order
+   reduction (``reduction=True``); 3 vcpus also without symmetry; then smaller variants
    (every vcpu idle with no environment event; policy host).  These runs are capped by
    ``--max-states``; a capped run reports "not finished" and its rate.
 4. ``--profile``: where the time goes (cProfile of part of the 3-vcpu run), summed per
@@ -17,7 +18,7 @@ Measurements (each printed with states, transitions, states per second, wall tim
 
 Targets (PASS / MISS): no-IPI counterexample in under 1 s; 3 vcpus SMT4 full protocol
 finished in under 5 s ("a few seconds"); 4 vcpus SMT4 full protocol finished in under
-10 s.
+10 s (judged on the faster of the full and the reduced run).
 
 Run:  python benchmarks/bench_explore.py [--max-states N] [--profile] [--json PATH]
 """
@@ -102,11 +103,11 @@ def bench_setups() -> list[dict]:
 
 
 def _protocol(vcpus: int, max_states: int, symmetry: bool = True, policy: str = "realmode",
-              idle: bool = False):
+              idle: bool = False, reduction: bool = False):
     cfg = Config(threads_per_core=4, vcpus=vcpus, policy=policy)
     wl = Workload(((),) * vcpus, name="idle") if idle else default_workload(cfg)
     return _timed(cfg, wl, interrupts=0, dec_expiries=0 if idle else 1,
-                  max_states=max_states, symmetry=symmetry)
+                  max_states=max_states, symmetry=symmetry, reduction=reduction)
 
 
 def bench_big(max_states: int) -> list[dict]:
@@ -114,19 +115,26 @@ def bench_big(max_states: int) -> list[dict]:
           "states)")
     rows = []
     for vcpus, target in ((2, None), (3, TARGET_3_VCPUS_S), (4, TARGET_4_VCPUS_S)):
-        r, wall = _protocol(vcpus, max_states)
-        row = _row(f"{vcpus} vcpus", r, wall)
+        pair = []
+        for reduction in (False, True):
+            r, wall = _protocol(vcpus, max_states, reduction=reduction)
+            row = _row(f"{vcpus} vcpus{', reduction' if reduction else ''}", r, wall)
+            row["reduction"] = reduction
+            rows.append(row)
+            pair.append((r, wall, row))
         if target is not None:
-            ok = r.finished and r.ok and wall < target
-            row["target_s"] = target
-            row["pass"] = ok
+            ok = any(r.finished and r.ok and wall < target for r, wall, _ in pair)
+            for _, _, row in pair:
+                row["target_s"] = target
+                row["pass"] = ok
             print(f"  {'':<34} target: finished in < {target:.0f} s: {_verdict(ok)}")
-        rows.append(row)
     r, wall = _protocol(3, min(max_states, 200_000), symmetry=False)
     rows.append(_row("3 vcpus, symmetry off", r, wall))
     print("  smaller variants: every vcpu idle with no timer and no environment event; "
           "policy host")
     for label, kw in (("3 vcpus, all idle", {"vcpus": 3, "idle": True}),
+                      ("3 vcpus, all idle, reduction",
+                       {"vcpus": 3, "idle": True, "reduction": True}),
                       ("3 vcpus, policy host", {"vcpus": 3, "policy": "host"}),
                       ("3 vcpus, all idle, policy host",
                        {"vcpus": 3, "idle": True, "policy": "host"}),

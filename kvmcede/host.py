@@ -47,7 +47,8 @@ from .state import (
     exit_count,
 )
 
-__all__ = ["TASK_READS_SHARED", "TASK_STEPS", "end_cede", "kick", "prod_wakes", "task_step"]
+__all__ = ["TASK_READS_SHARED", "TASK_STEPS", "all_idle", "end_cede", "kick", "prod_wakes",
+           "task_step"]
 
 _DEC = 1 << BOOK3S_IRQPRIO_DECREMENTER
 EINTR = -4
@@ -227,11 +228,18 @@ def kvmppc_run_vcpu(e: Edit, v: int) -> None:
             start_thread(e, v)
     elif prev == KVMPPC_VCPU_BUSY_IN_HOST:
         e.vc(n_busy=e.vcore.n_busy - 1)
-    e.task(v, loc="kvmppc_run_vcpu.loop")
+    # Still under vc->lock: the kernel goes straight into the loop's first test, so no
+    # other task's critical section can slip in between joining and testing.
+    run_vcpu_loop(e, v)
 
 
 def run_vcpu_loop(e: Edit, v: int) -> None:
-    """One iteration of kvmppc_run_vcpu's loop, under ``vc->lock``."""
+    """One iteration of kvmppc_run_vcpu's loop, under ``vc->lock``.
+
+    It is not a step of its own: every way into the loop test holds ``vc->lock`` from
+    the step before (joining the runnable list, ``kvmppc_run_core`` and
+    ``kvmppc_vcore_blocked`` returning with the lock held, or relocking after
+    ``kvmppc_wait_for_exec``), so the test ends that step's critical section."""
     vc = e.vcore
     if e.vcpus[v].state != KVMPPC_VCPU_RUNNABLE or e.tasks[v].signal:
         e.task(v, loc="kvmppc_run_vcpu.out")
@@ -368,19 +376,27 @@ def run_core_exit(e: Edit, v: int) -> None:
         if e.vcpus[w].ret != RESUME_GUEST:
             remove_runnable(e, w)
             e.task(w, woken=True)
-    e.task(v, loc="kvmppc_run_vcpu.loop")
+    # kvmppc_run_core returns with vc->lock held: the loop goes round at once.
+    run_vcpu_loop(e, v)
 
 
 def wait_for_exec(e: Edit, v: int) -> None:
-    """``kvmppc_wait_for_exec`` returns: the task was woken (or its vcpu left the list)."""
-    e.task(v, loc="kvmppc_run_vcpu.loop", woken=False)
+    """``kvmppc_wait_for_exec`` returns (the task was woken, or its vcpu left the list);
+    the task relocks ``vc->lock`` and tests the loop condition again.
+
+    Waking touches only the task's own wait-queue entry, so taking the lock in the same
+    step loses no interleaving of shared state."""
+    e.task(v, woken=False)
     e.event("kvmppc_wait_for_exec", -1, v, "woken")
+    run_vcpu_loop(e, v)
 
 
-def _all_idle(e: Edit) -> bool:
-    woken_by_prod = prod_wakes(e.m)
-    for w in e.vcore.runnable:
-        u = e.vcpus[w]
+def all_idle(x: Edit | Machine, m) -> bool:
+    """``kvmppc_vcore_blocked``'s test: every runnable vcpu of ``x`` (a state or an edit
+    of one) is still ceded, with nothing pending and (bugs off) not prodded."""
+    woken_by_prod = prod_wakes(m)
+    for w in x.vcore.runnable:
+        u = x.vcpus[w]
         if not u.ceded or u.pending_exceptions or (woken_by_prod and u.prodded):
             return False
     return True
@@ -390,23 +406,27 @@ def vcore_blocked(e: Edit, v: int) -> None:
     """``kvmppc_vcore_blocked`` after unlocking: sleep only if every runnable vcpu is
     still ceded with nothing pending.  The task joined ``vc->wq`` *before* this test, so
     a kick that slips in between finds it on the queue and wakes it: no lost wake-up."""
-    if _all_idle(e):
+    if all_idle(e, e.m):
         e.task(v, loc="kvmppc_vcore_blocked.schedule")
         e.event("kvmppc_vcore_blocked", -1, v, "all idle: schedule()")
         e.event("vcore_sleep", -1, v, "vcore sleeping on vc->wq")
     else:
         _vcore_unblock(e, v, "not all idle after all: finish_wait")
+        run_vcpu_loop(e, v)
 
 
 def vcore_woken(e: Edit, v: int) -> None:
     """The runner sleeping in ``kvmppc_vcore_blocked`` is woken and goes round again."""
     _vcore_unblock(e, v, "woken: finish_wait")
     e.event("vcore_wake", -1, v, "vcore runner woken")
+    run_vcpu_loop(e, v)
 
 
 def _vcore_unblock(e: Edit, v: int, what: str) -> None:
+    # finish_wait, then relock vc->lock and mark the vcore INACTIVE; the caller goes on
+    # into the loop test under that lock (kvmppc_vcore_blocked returns holding it).
     e.vc(wq=tuple(w for w in e.vcore.wq if w != v), vcore_state=VCORE_INACTIVE, runner=-1)
-    e.task(v, loc="kvmppc_run_vcpu.loop", woken=False)
+    e.task(v, woken=False)
     e.event("kvmppc_vcore_blocked", -1, v, what + ", VCORE_INACTIVE")
 
 
@@ -460,7 +480,6 @@ def do_hcall(e: Edit, v: int) -> None:
 TASK_STEPS: dict[str, Callable[[Edit, int], None]] = {
     "userspace": kvmppc_run_vcpu,
     "kvmppc_vcpu_run": kvmppc_run_vcpu,
-    "kvmppc_run_vcpu.loop": run_vcpu_loop,
     "kvmppc_wait_for_exec": wait_for_exec,
     "kvmppc_vcore_blocked": vcore_blocked,
     "kvmppc_vcore_blocked.schedule": vcore_woken,
@@ -472,7 +491,6 @@ TASK_STEPS: dict[str, Callable[[Edit, int], None]] = {
 _STEP_NAME = {
     "userspace": "KVM_RUN",
     "kvmppc_vcpu_run": "kvmppc_run_vcpu",
-    "kvmppc_run_vcpu.loop": "kvmppc_run_vcpu: loop",
     "kvmppc_wait_for_exec": "kvmppc_wait_for_exec: woken",
     "kvmppc_vcore_blocked": "kvmppc_vcore_blocked",
     "kvmppc_vcore_blocked.schedule": "kvmppc_vcore_blocked: woken",

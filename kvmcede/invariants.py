@@ -13,6 +13,7 @@ from .state import (
     BOOK3S_IRQPRIO_EXTERNAL,
     BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
     H_SUCCESS,
+    KVMPPC_VCPU_BUSY_IN_HOST,
     KVMPPC_VCPU_RUNNABLE,
     REGS_LOST,
     VCORE_INACTIVE,
@@ -63,6 +64,10 @@ INVARIANTS: dict[str, tuple[str, str]] = {
 }
 
 _EXT = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
+#: Task locations whose step ends the runner's previous run or sleep and marks the vcore
+#: INACTIVE itself before the loop test in the same vc->lock section.
+_RUNNER_RELOCKS = frozenset({"kvmppc_run_core", "kvmppc_vcore_blocked",
+                             "kvmppc_vcore_blocked.schedule"})
 _PAST_PRODDED_TEST = frozenset({"kvmppc_h_cede.napping_threads", "kvmppc_h_cede.recheck",
                                 "kvmppc_h_cede.nap", "nap"})
 
@@ -160,16 +165,24 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
                             f"with EE on, but vector {u1.vector:#x} synthesized"))
     elif step.actor == "task":
         pl, nl = prev.tasks[step.index].loc, s.tasks[step.index].loc
-        if nl == "kvmppc_run_core" and pl != "kvmppc_run_core":
-            # (n_busy after the step too: the same step may remove a signalled vcpu.)
-            if pv.vcore_state != VCORE_INACTIVE or pv.n_busy or nv.n_busy:
+        if pl == "kvmppc_run_core" and pv.nap_count < pv.n_woken:
+            bad.append(("primary_leaves_last", f"host read vcpu state with nap_count "
+                        f"{pv.nap_count} < n_woken {pv.n_woken}"))
+        if nl == "kvmppc_run_core" and prev.threads[0].loc == "host" != s.threads[0].loc:
+            # This critical section started the vcore.  It must have found it INACTIVE,
+            # unless it is the runner's own section that made it INACTIVE first
+            # (kvmppc_run_core ending the last run, or waking from kvmppc_vcore_blocked).
+            # n_busy as the section saw it: a vcpu back from the host leaves n_busy in the
+            # same section; after the step too, since it may remove a signalled vcpu.
+            v = step.index
+            back = (prev.vcpus[v].state == KVMPPC_VCPU_BUSY_IN_HOST
+                    and s.vcpus[v].state == KVMPPC_VCPU_RUNNABLE)
+            busy = max(pv.n_busy - back, nv.n_busy)
+            found = pv.vcore_state if pl not in _RUNNER_RELOCKS else VCORE_INACTIVE
+            if found != VCORE_INACTIVE or busy:
                 bad.append(("vcore_runs_only_when_ready", f"vcore started from state "
-                            f"{pv.vcore_state} with n_busy {max(pv.n_busy, nv.n_busy)}"))
+                            f"{pv.vcore_state} with n_busy {busy}"))
             bad.extend(_check_ptids(m, prev, s))
-        elif pl == "kvmppc_run_core" and nl != "kvmppc_run_core":
-            if pv.nap_count < pv.n_woken:
-                bad.append(("primary_leaves_last", f"host read vcpu state with nap_count "
-                            f"{pv.nap_count} < n_woken {pv.n_woken}"))
         elif nl == "kvmppc_vcore_blocked.schedule":
             busy = [v for v in nv.runnable if not s.vcpus[v].ceded]
             if busy or nv.vcore_state != VCORE_SLEEPING:

@@ -462,20 +462,21 @@ STEP_EXPLANATIONS: dict[str, str] = {
     "H_CONFER": "The guest calls H_CONFER: handled in the host, so this thread exits.",
     "mmio_access": "A load from an emulated device: HDSI, exit to the host and userspace.",
     # ---- book3s_hv.c: host tasks
-    "KVM_RUN": "The vcpu's task (QEMU's vcpu thread) calls the KVM_RUN ioctl.",
+    "KVM_RUN": "The vcpu's task (QEMU's vcpu thread) calls the KVM_RUN ioctl: under "
+               "vc->lock it joins the runnable list, then waits for a running vcore, "
+               "sleeps if every vcpu is ceded, or runs the vcore (kvmppc_run_core).",
     "kvmppc_run_vcpu": "The task is back in kvmppc_run_vcpu after handling an hcall in "
-                       "the host: RUNNABLE again.",
-    "kvmppc_run_vcpu: loop": "Under vc->lock: wait for a running vcore, sleep if every "
-                             "vcpu is ceded, or run the vcore (kvmppc_run_core).",
+                       "the host: RUNNABLE again, and the loop's test under vc->lock.",
     "kvmppc_wait_for_exec": "The task sleeps on cpu_run while another task runs the vcore.",
-    "kvmppc_wait_for_exec: woken": "The task waiting on cpu_run is woken: the vcore run it "
-                                   "waited for is over.",
+    "kvmppc_wait_for_exec: woken": "The task waiting on cpu_run is woken, relocks "
+                                   "vc->lock and tests the loop condition again.",
     "kvmppc_vcore_blocked": "Every runnable vcpu is ceded: after prepare_to_wait on vc->wq, "
                             "sleep unless a vcpu got work meanwhile.",
     "kvmppc_vcore_blocked: woken": "A kick woke the vcore's runner on vc->wq: go round the "
-                                   "loop and run the vcore again.",
+                                   "loop (under vc->lock) and run the vcore again.",
     "kvmppc_run_core: after exit": "The vcore is back (nap_count >= n_woken): handle every "
-                                   "vcpu's exit, arm the DEC hrtimers of ceded vcpus.",
+                                   "vcpu's exit, arm the DEC hrtimers of ceded vcpus, and go "
+                                   "round the loop under the same vc->lock.",
     "kvmppc_run_vcpu: return": "Leave kvmppc_run_vcpu (hcall for the host, MMIO, signal) "
                                "and hand the vcore to another task if needed.",
     "kvmppc_pseries_do_hcall": "The host handles the hcall: H_PROD sets prodded and kicks "

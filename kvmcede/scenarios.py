@@ -87,10 +87,12 @@ _S4_PROGRAMS = ((Busy(30), Idle(4000)), (Idle(200), Busy(400)), (Idle(5000),),
 _ALL: tuple[Scenario, ...] = (
     Scenario(
         "S1", "All four busy: the vcore starts",
-        "kvmppc_run_core gives A, B, C, D ptids 0-3 in runnable-list order; A (vcpu0) runs "
-        "on the runner's own thread 0 and threads 1-3 get cpu_start = 0x80 and an XICS IPI, "
-        "so n_woken = 3 (reference 5.2 and S1).  Each thread increments the entry count "
-        "while the exit count is 0, and the primary sets vcore->in_guest = 1 (section 4).",
+        "A's KVM_RUN finds the vcore INACTIVE and, in the same vc->lock section, "
+        "kvmppc_run_core starts it with A as ptid 0 on the runner's own thread 0; B, C and D "
+        "then join the running vcore late (first KVM_RUN, exit count 0) as ptids 1-3 in list "
+        "order, each thread getting cpu_start = 0x80 and an XICS IPI, so n_woken = 3 "
+        "(reference 5.2, 5.3 and S1).  Each thread increments the entry count while the exit "
+        "count is 0, and the primary sets vcore->in_guest = 1 (section 4).",
         Config(), _wl("S1", (Busy(100),), (Busy(100),), (Busy(100),), (Busy(100),)), 30.0),
     Scenario(
         "S2", "One idle vcpu cedes, the others stay busy",

@@ -23,6 +23,7 @@ import gc
 from .config import Config
 from .edit import Step, _new
 from .guest import Interrupt, Mmio, RemoteProd, Workload
+from .host import all_idle
 from .invariants import check_step
 from .model import Model
 from .state import DEC_ARMED, KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Machine
@@ -94,6 +95,9 @@ class _Clock:
         c = m.config.costs
         self.m = m
         self.c = c
+        # The steps that end in kvmppc_run_vcpu's loop test (host.run_vcpu_loop) do that
+        # test under the same vc->lock, so they cost their own work plus one host step.
+        self.loop = loop = c.host_step
         self.fixed = {
             "kvmppc_cede_reentry": c.realmode_step,
             "secondary_too_late": c.realmode_step,
@@ -114,12 +118,10 @@ class _Clock:
             "H_PROD": c.realmode_step,
             "H_CONFER": c.realmode_step,
             "mmio_access": c.realmode_step,
-            "kvmppc_run_vcpu": c.host_step,
-            "kvmppc_run_vcpu: loop": c.host_step,
-            "kvmppc_wait_for_exec: woken": c.host_wakeup,
-            "kvmppc_vcore_blocked": c.host_step,
-            "kvmppc_vcore_blocked: woken": c.host_wakeup,
-            "kvmppc_run_core: after exit": c.host_exit_handling,
+            "kvmppc_run_vcpu": c.host_step + loop,
+            "kvmppc_wait_for_exec: woken": c.host_wakeup + loop,
+            "kvmppc_vcore_blocked: woken": c.host_wakeup + loop,
+            "kvmppc_run_core: after exit": c.host_exit_handling + loop,
             "kvmppc_run_vcpu: return": c.host_step,
             "kvmppc_pseries_do_hcall": c.hcall_in_host,
             "kvmppc_decrementer_func": c.hrtimer_latency,
@@ -138,9 +140,12 @@ class _Clock:
             if u.exit_reason == "KVM_EXIT_MMIO":
                 op = self.m.workload.op(step.index, u.pc)
                 if isinstance(op, Mmio) and op.us is not None:
-                    return self.m.ticks(op.us)
-                return self.c.mmio_emulation
-            return self.c.host_step
+                    return self.m.ticks(op.us) + self.loop
+                return self.c.mmio_emulation + self.loop
+            return self.c.host_step + self.loop
+        if name == "kvmppc_vcore_blocked":
+            # Goes round the loop only if a vcpu got work after prepare_to_wait.
+            return self.c.host_step + (0 if all_idle(s, self.m) else self.loop)
         return self.fixed[name]
 
 

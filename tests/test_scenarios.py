@@ -132,8 +132,12 @@ def test_scenario_runs_with_every_invariant_holding(name, scenario_trace):
 def test_vcore_start_assigns_ptids_in_list_order_and_ipis_the_secondaries(run):
     r = run("S1")
     core = r.one("kvmppc_run_core", detail="ptids")
-    s = core.after
     assert core.ev.arg == A  # vcpu0 = A, run by the runner on thread 0
+    # Joining and the loop test are one vc->lock section, so the first KVM_RUN starts the
+    # vcore at once; the others join it late, in list order.
+    joins = r.rows("kvmppc_run_vcpu", detail="late join")
+    assert [j.ev.vcpu for j in joins] == [B, C, D]
+    s = joins[-1].after
     assert ptids(s, (A, B, C, D)) == [0, 1, 2, 3]
     assert [t.vcpu for t in s.threads] == [A, B, C, D]
     assert s.vcore.n_woken == 3 and s.vcore.vcore_state == VCORE_RUNNING
@@ -354,7 +358,7 @@ def test_single_vcpu_cede_costs_the_same_as_before_the_commit():
 def test_restart_with_one_ceded_vcpu_starts_both_and_the_ceded_one_naps(run):
     r = run("S17")
     core = r.rows("kvmppc_run_core", detail="ptids")[-1]
-    assert core.before.vcore.runnable == (B, A)  # A came back from userspace last
+    assert core.after.vcore.runnable == (B, A)  # A came back from userspace last
     assert core.before.vcpus[B].ceded and not core.before.vcpus[A].ceded
     assert core.ev.arg == A and ptids(core.after, (A, B)) == [0, 1]
     assert core.after.vcore.n_woken == 1
