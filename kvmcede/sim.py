@@ -19,6 +19,7 @@ trace, bit for bit.
 from __future__ import annotations
 
 import gc
+import threading
 
 from .config import Config
 from .edit import Step, _new
@@ -167,15 +168,38 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
             or not 0 < until < float("inf")):
         raise ValueError(f"until must be a positive finite number of microseconds, got "
                          f"{until!r}")
-    # The loop makes no reference cycles, so the cyclic collector would find nothing; left
-    # on, it rescans every object the process holds each time the trace has grown a bit.
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with _CyclicGCPaused():
         return _run(config, workload, until, check_invariants)
-    finally:
-        if paused:
-            gc.enable()
+
+
+class _CyclicGCPaused:
+    """The cyclic garbage collector is off inside ``with _CyclicGCPaused():``.
+
+    The simulation loop makes no reference cycles, so the collector would find nothing;
+    left on, it rescans every object the process holds each time the trace has grown a
+    bit (about a tenth of a run).  The switch is process-wide, so the pause nests and is
+    safe when simulations run in several threads at once (a ThreadPoolExecutor sweep):
+    the collector is switched back on when the last of them ends, and only if it was on
+    when the first began."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _was_enabled = False
+
+    def __enter__(self) -> None:
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                cls._was_enabled = gc.isenabled()
+                gc.disable()
+            cls._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        cls = type(self)
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0 and cls._was_enabled:
+                gc.enable()
 
 
 def _run(config: Config, workload: Workload, until: float, check_invariants: bool) -> Trace:

@@ -203,3 +203,24 @@ def test_counted_metrics_match_the_events(trace):
     assert 0 <= m.lost_guest_us <= out + 1e-6
     assert m.lost_guest_us == pytest.approx(sum(m.lost_by_vcpu.values()))
     assert "whole-core exits" in m.table()
+
+
+def test_simulations_leave_the_garbage_collector_as_they_found_it():
+    # simulate() pauses the cyclic collector; overlapping runs in threads (a thread-pool
+    # sweep) and runs inside code that switched it off must not leave it changed.
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = Config()
+    wl = random_workload(cfg, 3000, idle_fraction=0.5, idle_us=100, seed=1)
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        traces = list(pool.map(lambda _: simulate(cfg, wl, until=3000), range(8)))
+    assert gc.isenabled()
+    assert len({t.to_json() for t in traces}) == 1
+    gc.disable()
+    try:
+        simulate(cfg, wl, until=500)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
