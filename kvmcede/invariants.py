@@ -168,8 +168,9 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
         if pl == "kvmppc_run_core" and pv.nap_count < pv.n_woken:
             bad.append(("primary_leaves_last", f"host read vcpu state with nap_count "
                         f"{pv.nap_count} < n_woken {pv.n_woken}"))
-        if nl == "kvmppc_run_core" and prev.threads[0].loc == "host" != s.threads[0].loc:
-            # This critical section started the vcore.  It must have found it INACTIVE,
+        started = prev.threads[0].loc == "host" and s.threads[0].loc != "host"
+        if nl == "kvmppc_run_core" and started:
+            # This critical section started the vcore (thread 0 left the host for the guest).  It must have found it INACTIVE,
             # unless it is the runner's own section that made it INACTIVE first
             # (kvmppc_run_core ending the last run, or waking from kvmppc_vcore_blocked).
             # n_busy as the section saw it: a vcpu back from the host leaves n_busy in the
