@@ -35,41 +35,67 @@ longer holds is reachable along allowed steps"; a counterexample is a shortest r
 state from which no allowed run gets there, followed (``Violation.continuation``) by
 one run of what the hypervisor can still do from there.
 
-Symmetry reduction (``symmetry=True``): vcpus whose programs are identical, and which no
-program names (no ``Prod(target)`` or ``Confer(target)`` refers to them and theirs refer
-to nobody), are interchangeable: the initial state treats all vcpus alike and no step
-depends on a vcpu's number, only on where the vcpu appears (its records, its place in
+Symmetry reduction (``symmetry=True``) merges states that are renumberings of each
+other, in two ways.
+
+*Vcpus*: vcpus whose programs are identical, and which no program names (no
+``Prod(target)`` or ``Confer(target)`` refers to them and theirs refer to nobody), are
+interchangeable: the initial state treats all vcpus alike and no step depends on a
+vcpu's number, only on where the vcpu appears (its records, its place in
 ``runnable_threads``, on the wait queue, as runner, on which hardware thread, in which
-buffered store, as the remote prodder's target).  Hardware threads are *not* permuted
-(ptids and thread 0 matter).  The explorer stores one representative per orbit: within
-each class of interchangeable vcpus it renumbers the vcpus in the order of a signature
-made of everything the state says about each of them (vcpu record, task record,
-position in ``runnable_threads`` and ``wq``, runner or not, the hardware threads that
-name it, the buffered stores about it, prodder target or not).  The signature is
-invariant under renumbering, and two vcpus with equal signatures are referenced nowhere
-and have equal records, so swapping them leaves the state unchanged: the
-representative is unique.  Because the permuted vcpus' bits in the liveness masks move
-with them, each stored edge remembers the renumbering it went through.  Counterexamples
-are turned back into concrete step sequences from the real initial state and replayed to
-check that they reach the reported state.
+buffered store, as the remote prodder's target).  Within each class the explorer
+renumbers the vcpus in the order of a signature made of everything the state says about
+each of them; two vcpus with equal signatures are referenced nowhere and have equal
+records, so swapping them leaves the state unchanged: the representative is unique.
+
+*Secondary threads* (sequentially consistent memory, bugs off, SMT4): threads
+1 .. L-1, L the number of runnable vcpus, may be moved among themselves together with
+what names them (the vcpus they run keep their records, their ptids and
+``napping_threads`` bits follow).  Every real-mode step treats the secondaries alike
+(thread 0 is the primary and never moves), and so does the host, except
+``kvmppc_run_core``, which places the runnable vcpus on threads in list order; but then
+every secondary is offline and (dead values cleared) alike, so the placements from two
+moved states are renumberings of each other.  A late join goes to thread L, which is
+why only the threads below it move.  So this is a bisimulation rather than an
+automorphism of the model: a test checks, on every transition of several graphs, that a
+moved state enables the moved steps and that each leads to a state with the same
+representative.  The explorer sorts the threads by what they hold (their record
+without the vcpu number, then their ``napping_threads`` bit and their vcpu's record and
+place), then renumbers the vcpus.
+
+Because the permuted vcpus' bits in the liveness masks move with them, each stored edge
+remembers the renumbering it went through.  Counterexamples are turned back into
+concrete step sequences by replaying them from the real initial state, reading the
+renumbering off each state's canonical form, and checked to reach the reported state.
+
+Dead values (always on): before a state is stored, values that no step reads before
+overwriting them are cleared — the vcpu, registers and ``LPCR_MER`` an offline thread
+still holds, a task's ``woken`` while it is not waiting, the ptid of a vcpu no thread
+runs, the "nothing to do" result of the last ``H_CEDE`` of an untimed idle loop (see
+:class:`_DeadValues`).  States that differ only there behave alike step for step (a
+test checks it), so verdicts and counterexample lengths are unchanged.
 
 Partial-order reduction (``reduction=True``; off by default, so that counterexamples are
-the shortest of the full graph): a few real-mode steps are *private*: in the
-states where :func:`private_step` picks one, nothing any other actor can do before it
+the shortest of the full graph): many real-mode steps are *private* in some states: in
+the states where :func:`private_step` picks one, nothing any other actor can do before it
 reads or writes what the step touches, nothing can disable it, it leaves every liveness
-trigger as it is, and it can add an invariant check but never remove one.  From such a
-state the explorer follows only that step, not the other orders in which it could
-interleave with the rest.  The four private steps and why each is private are listed at
-:data:`PRIVATE_STEPS`.  Why the verdicts stay exact: a run of the full graph that does
-something else first can take the private step first instead and reach the same states
-one private step later, with every invariant violation still present (the step repairs
-none) and every liveness goal still a goal (the step changes no trigger); and no cycle
-consists of private steps alone (each one moves its thread to a location that is not a
-private step's start), so no actor is postponed forever.  The states and transitions
+trigger as it is, and it can add an invariant violation but never remove one.  From such
+a state the explorer follows only that step, not the other orders in which it could
+interleave with the rest.  :data:`PRIVATE_STEPS` lists the locations and why each step is
+private there: four local steps in any state with nobody able to interfere, and many
+more once an exit is under way (the exit count stays non-zero until the next run, and
+once HDEC has expired nobody can cede any more).  Why the verdicts stay exact: a run of
+the full graph that does something else first can take the private step first instead
+and reach the same states one private step later, with every invariant violation still
+present (the step repairs none) and every liveness goal still a goal (the step changes
+no trigger); and no cycle consists of private steps alone (each one moves its thread
+forward along :data:`PRIVATE_ORDER`, or back to ``secondary_nap`` where only the host
+can start it again), so no actor is postponed forever.  The states and transitions
 counted are those of the reduced graph, and counterexamples are the shortest *in it*: a
 step or two longer than the shortest of the full graph where a private step that the
-violation does not need is taken on the way.  Use it to prove larger configurations
-(three idle vcpus on SMT4: 27,555 states instead of 46,169).
+violation does not need is taken on the way.  Use it to prove larger configurations:
+three vcpus on SMT4 with :func:`default_workload` and one DEC expiry, 80,857 states
+instead of 203,350 (a few seconds); three idle vcpus, 3,296 instead of 8,249.
 """
 
 from __future__ import annotations
@@ -84,16 +110,18 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from .config import ABLATIONS, BUGS, Config
-from .edit import Step
+from .edit import PRODDER, Step
 from .guest import GUEST_STEPS, Busy, Confer, Idle, Mmio, Prod, Workload
-from .interrupts import B_DEC, B_IRQ, B_PROD
-from .invariants import INVARIANTS, check_step
+from .interrupts import B_DEC, B_HDEC, B_IRQ, B_PROD, B_SIGNAL
+from .invariants import INVARIANTS, check_state, check_step, check_transition
 from .model import Model
+from .sim import _CyclicGCPaused
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
     BOOK3S_IRQPRIO_EXTERNAL_LEVEL,
     DEC_ARMED,
+    DEC_OFF,
     VCORE_RUNNING,
     Machine,
 )
@@ -101,6 +129,7 @@ from .trace import Event, Trace
 
 __all__ = [
     "LIVENESS",
+    "PRIVATE_ORDER",
     "PRIVATE_STEPS",
     "PROPERTIES",
     "SETUPS",
@@ -242,7 +271,9 @@ class ExploreResult:
     ``properties``: the names checked.  ``violations``: name -> :class:`Violation`;
     ``violation``: the primary one (the shortest; ties in :data:`PROPERTIES` order).
     ``depth``: the longest shortest path explored (BFS level).  ``symmetry``: the classes
-    of interchangeable vcpus the states were reduced over.  ``reduction``: private steps
+    of interchangeable vcpus the states were reduced over; ``thread_symmetry``: states
+    that differ by which secondary thread holds what were merged too.  ``reduction``:
+    private steps
     were not interleaved (partial-order reduction).  ``liveness_checked``: False
     when liveness properties were asked for but the search stopped early, so they could
     not be decided (a dead end that already violates one is still reported).
@@ -263,6 +294,7 @@ class ExploreResult:
     symmetry: tuple[tuple[int, ...], ...] = ()
     liveness_checked: bool = True
     reduction: bool = False
+    thread_symmetry: bool = False
 
     @property
     def violation(self) -> Violation | None:
@@ -289,8 +321,10 @@ class ExploreResult:
         if not self.finished:
             return (f"not finished: {self.states:,} states explored (max_states = "
                     f"{self.max_states:,}); no violation found so far [{n}]")
-        how = [what for what, used in (("one per orbit of interchangeable vcpus",
-                                        self.symmetry),
+        orbit = " and ".join(what for what, used in (("vcpus", self.symmetry),
+                                                     ("secondary threads",
+                                                      self.thread_symmetry)) if used)
+        how = [what for what, used in ((f"one per orbit of interchangeable {orbit}", orbit),
                                        ("private steps not interleaved", self.reduction))
                if used]
         reps = f" ({'; '.join(how)})" if how else ""
@@ -315,6 +349,9 @@ class ExploreResult:
         if self.symmetry:
             sym = "; symmetry over vcpus " + " ".join(
                 "{" + ", ".join(map(str, c)) + "}" for c in self.symmetry)
+        if self.thread_symmetry:
+            sym += (f"; symmetry over secondary threads 1-{c.threads_per_core - 1} "
+                    "(with the vcpus they run)")
         if self.reduction:
             sym += "; partial-order reduction of private steps"
         return f"{', '.join(parts)}\nworkload: {progs}\nbudget: {budget}{sym}"
@@ -395,46 +432,84 @@ def symmetry_classes(workload: Workload) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(g) for g in groups.values() if len(g) > 1)
 
 
-def permute_state(s: Machine, p: tuple[int, ...]) -> Machine:
-    """The state with vcpu ``v`` renamed ``p[v]`` everywhere it appears."""
-    n = len(p)
-    inv = [0] * n
-    for v, w in enumerate(p):
-        inv[w] = v
+def permute_state(s: Machine, p: tuple[int, ...],
+                  threads: tuple[int, ...] | None = None) -> Machine:
+    """The state with vcpu ``v`` renamed ``p[v]`` everywhere it appears, and, given
+    ``threads``, hardware thread ``i`` moved to ``threads[i]`` (with the ptids and the
+    ``napping_threads`` bits that name it; ``threads[0]`` must be 0)."""
+    thr = s.threads
+    vc = s.vcore
     vcpus = s.vcpus
     tasks = s.tasks
-    threads = tuple(t if t.vcpu < 0 else t._replace(vcpu=p[t.vcpu]) for t in s.threads)
-    vc = s.vcore
-    vc = vc._replace(runnable=tuple(p[v] for v in vc.runnable),
-                     wq=tuple(p[v] for v in vc.wq),
-                     runner=vc.runner if vc.runner < 0 else p[vc.runner])
-    stores = tuple(st._replace(vcpu=p[st.vcpu]) for st in s.stores) if s.stores else ()
-    prodder = s.prodder if s.prodder[1] < 0 else (s.prodder[0], p[s.prodder[1]])
-    # hcall_arg names a Prod/Confer target, which every renumbering in use fixes.
-    return Machine(threads, vc, tuple(vcpus[inv[w]] for w in range(n)),
-                   tuple(tasks[inv[w]] for w in range(n)), stores, prodder, s.budget)
+    stores = s.stores
+    prodder = s.prodder
+    if any(v != w for v, w in enumerate(p)):
+        n = len(p)
+        inv = [0] * n
+        for v, w in enumerate(p):
+            inv[w] = v
+        vcpus = tuple(vcpus[inv[w]] for w in range(n))
+        tasks = tuple(tasks[inv[w]] for w in range(n))
+        thr = tuple(t if t.vcpu < 0 else t._replace(vcpu=p[t.vcpu]) for t in thr)
+        vc = vc._replace(runnable=tuple(p[v] for v in vc.runnable),
+                         wq=tuple(p[v] for v in vc.wq),
+                         runner=vc.runner if vc.runner < 0 else p[vc.runner])
+        if stores:
+            stores = tuple(st._replace(vcpu=p[st.vcpu]) for st in stores)
+        if prodder[1] >= 0:
+            prodder = (prodder[0], p[prodder[1]])
+        # hcall_arg names a Prod/Confer target, which every renumbering in use fixes.
+    if threads is not None:
+        moved = list(thr)
+        for i, t in enumerate(thr):
+            moved[threads[i]] = t
+        thr = tuple(moved)
+        vcpus = tuple(u if threads[u.ptid] == u.ptid else u._replace(ptid=threads[u.ptid])
+                      for u in vcpus)
+        nt = vc.napping_threads
+        if nt:
+            moved_nt = 0
+            for i, j in enumerate(threads):
+                moved_nt |= (nt >> i & 1) << j
+            vc = vc._replace(napping_threads=moved_nt)
+        if stores:
+            stores = tuple(st if st.writer == PRODDER
+                           else st._replace(writer=threads[st.writer]) for st in stores)
+    return Machine(thr, vc, vcpus, tasks, stores, prodder, s.budget)
 
 
 #: World steps whose index is a vcpu (the host tick's index is not).
 _WORLD_VCPU_STEPS = frozenset({"decrementer", "KVM_INTERRUPT", "H_PROD (remote)", "signal"})
 
 
-def permute_step(st: Step, p: tuple[int, ...]) -> Step:
-    """The step ``st`` of a state, as the same step of the state renumbered by ``p``."""
+def permute_step(st: Step, p: tuple[int, ...], threads: tuple[int, ...] | None = None
+                 ) -> Step:
+    """The step ``st`` of a state, as the same step of the state renumbered by ``p``
+    (and ``threads``, see :func:`permute_state`)."""
     a = st.actor
     if a in ("task", "timer", "prodder") or (a == "world" and st.name in _WORLD_VCPU_STEPS):
         return Step(a, p[st.index], st.name)
+    if threads is not None and (a == "thread" or (a == "drain" and st.index != PRODDER)):
+        return Step(a, threads[st.index], st.name)
     return st
 
 
 class _Canon:
-    """Orbit representatives under renumbering of interchangeable vcpus."""
+    """Orbit representatives under renumbering of interchangeable vcpus and, with
+    ``thread_symmetry``, of the secondary hardware threads (see the module docstring).
 
-    def __init__(self, n: int, classes: tuple[tuple[int, ...], ...]) -> None:
+    ``perms[k]`` is a pair ``(p, threads)``: vcpu renumbering and thread move.
+    """
+
+    def __init__(self, n: int, classes: tuple[tuple[int, ...], ...], n_threads: int,
+                 thread_symmetry: bool) -> None:
         self.n = n
         self.classes = classes
-        self.perms: list[tuple[int, ...]] = [tuple(range(n))]
-        self.perm_index: dict[tuple[int, ...], int] = {self.perms[0]: 0}
+        self.n_threads = n_threads
+        self.thread_symmetry = thread_symmetry
+        ident = (tuple(range(n)), tuple(range(n_threads)))
+        self.perms: list[tuple[tuple[int, ...], tuple[int, ...]]] = [ident]
+        self.perm_index: dict[tuple, int] = {ident: 0}
 
     def _signatures(self, s: Machine) -> list[tuple]:
         n = self.n
@@ -457,8 +532,53 @@ class _Canon:
         return [(vcpus[v], tasks[v], run[v], wq[v], v == runner, thr[v], v == target,
                  sto[v]) for v in range(n)]
 
+    def _thread_order(self, s: Machine) -> tuple[int, ...] | None:
+        """The move of the secondaries that sorts threads 1 .. L-1 (L: the number of
+        runnable vcpus; a late join goes to thread L) by what they hold, described
+        without vcpu or thread numbers; None if they are sorted already."""
+        vc = s.vcore
+        last = min(len(vc.runnable), self.n_threads)
+        if last < 3:
+            return None
+        threads = s.threads
+        # The thread record without its vcpu number decides, unless two are equal.
+        heads = [threads[j][:2] + threads[j][3:] for j in range(1, last)]
+        if len(set(heads)) == len(heads):
+            if all(a < b for a, b in pairwise(heads)):
+                return None
+            order = sorted(range(1, last), key=lambda j: heads[j - 1])
+        else:
+            vcpus, tasks = s.vcpus, s.tasks
+            run = vc.runnable
+            wq = vc.wq
+            nt = vc.napping_threads
+            target = s.prodder[1]
+            keys = []
+            for j in range(1, last):
+                v = threads[j].vcpu
+                # Then the napping bit, its vcpu's record minus the ptid, and where the
+                # vcpu is (plain tuples, with no vcpu or thread number in them).
+                if v >= 0:
+                    u = vcpus[v]
+                    held = (u[:3] + u[4:], tasks[v], run.index(v) if v in run else -1,
+                            wq.index(v) if v in wq else -1, v == vc.runner, v == target)
+                else:
+                    held = ()
+                keys.append((heads[j - 1], nt >> j & 1, held))
+            order = sorted(range(1, last), key=lambda j: keys[j - 1])
+            if order == list(range(1, last)):
+                return None
+        move = list(range(self.n_threads))
+        for dst, src in zip(range(1, last), order, strict=True):
+            move[src] = dst
+        return tuple(move)
+
     def __call__(self, s: Machine) -> tuple[Machine, int]:
-        """``(representative, k)``: the representative is ``permute_state(s, perms[k])``."""
+        """``(representative, k)``: the representative is ``permute_state(s, *perms[k])``.
+        """
+        move = self._thread_order(s) if self.thread_symmetry else None
+        if move is not None:
+            s = permute_state(s, tuple(range(self.n)), move)
         vcpus = s.vcpus
         sig = None
         p = None
@@ -489,27 +609,31 @@ class _Canon:
                     p = list(range(self.n))
                 for dst, src in zip(cls, order, strict=True):
                     p[src] = dst
-        if p is None:
+        if p is None and move is None:
             return s, 0
-        tp = tuple(p)
-        k = self.perm_index.get(tp)
+        tp = tuple(range(self.n)) if p is None else tuple(p)
+        key = (tp, tuple(range(self.n_threads)) if move is None else move)
+        k = self.perm_index.get(key)
         if k is None:
             k = len(self.perms)
-            self.perms.append(tp)
-            self.perm_index[tp] = k
-        return permute_state(s, tp), k
+            self.perms.append(key)
+            self.perm_index[key] = k
+        return (s if p is None else permute_state(s, tp)), k
 
 
-def _compose(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
-    """``a ∘ b``: first rename by ``b``, then by ``a``."""
-    return tuple(a[b[v]] for v in range(len(b)))
+def _compose(a: tuple, b: tuple) -> tuple:
+    """``a ∘ b`` for a pair of renumberings (vcpus, threads): first ``b``, then ``a``."""
+    return tuple(tuple(x[y[v]] for v in range(len(y))) for x, y in zip(a, b, strict=True))
 
 
-def _inverse(p: tuple[int, ...]) -> tuple[int, ...]:
-    inv = [0] * len(p)
-    for v, w in enumerate(p):
-        inv[w] = v
-    return tuple(inv)
+def _inverse(pair: tuple) -> tuple:
+    out = []
+    for p in pair:
+        inv = [0] * len(p)
+        for v, w in enumerate(p):
+            inv[w] = v
+        out.append(tuple(inv))
+    return tuple(out)
 
 
 def _remap_mask(mask: int, p: tuple[int, ...]) -> int:
@@ -522,14 +646,183 @@ def _remap_mask(mask: int, p: tuple[int, ...]) -> int:
 
 
 # ============================================================================================
+# Thread steps, remembered
+# ============================================================================================
+
+class _ThreadSteps:
+    """``Model.apply`` for the explorer, remembering what hardware-thread steps do.
+
+    Under sequentially consistent memory a hardware thread's step reads only its own
+    paca (:class:`~kvmcede.state.Thread`), its vcpu and the vcore (besides the fixed
+    configuration and workload) — except the first exiter's poke, which reads the other
+    threads and is never remembered.  So the step's effect is a function of those three
+    records: the first time a combination is seen, the model's ``apply`` runs and, if the
+    step wrote nothing else, the three new records are kept; later the new state is
+    assembled from them.  (The same model, only not re-run: a test compares the two on
+    every transition of several graphs.)
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.apply = model.apply
+        self.memo: dict[tuple, tuple | None] = {}
+        self.on = model.config.memory == "sc"
+
+    def __call__(self, s: Machine, st: Step) -> Machine:
+        if st.actor != "thread" or not self.on:
+            return self.apply(s, st)[0]
+        i = st.index
+        threads = s.threads
+        t = threads[i]
+        if t.loc == "hdec_soon.poke":
+            return self.apply(s, st)[0]
+        v = t.vcpu
+        vcpus = s.vcpus
+        u = vcpus[v] if v >= 0 else None
+        key = (st, t, u, s.vcore)
+        memo = self.memo
+        hit = memo.get(key, False)
+        if hit is False:
+            r = self.apply(s, st)[0]
+            rt, rv = r.threads, r.vcpus
+            if (r.tasks is s.tasks and r.stores is s.stores and r.prodder is s.prodder
+                    and r.budget is s.budget and rt[i].vcpu == v
+                    and all(a is b for k, (a, b) in enumerate(zip(rt, threads)) if k != i)
+                    and all(a is b for k, (a, b) in enumerate(zip(rv, vcpus)) if k != v)):
+                memo[key] = (rt[i], rv[v] if v >= 0 else None, r.vcore)
+            else:
+                memo[key] = None
+            return r
+        if hit is None:
+            return self.apply(s, st)[0]
+        nt, nu, nvc = hit
+        return Machine(threads[:i] + (nt,) + threads[i + 1:], nvc,
+                       vcpus if v < 0 else vcpus[:v] + (nu,) + vcpus[v + 1:], s.tasks,
+                       s.stores, s.prodder, s.budget)
+
+
+# ============================================================================================
+# Dead values
+# ============================================================================================
+
+#: Task locations where a task's ``woken`` flag is read (its wait-queue wake-up is still
+#: to be consumed).  Everywhere else it is dead: no step reads it there, and the task
+#: reaches these locations only by steps that set it to False.
+TASK_WOKEN_LIVE = frozenset({"kvmppc_wait_for_exec", "kvmppc_vcore_blocked",
+                             "kvmppc_vcore_blocked.schedule"})
+
+
+#: Thread locations from which the thread reaches the guest only through
+#: ``kvmppc_hv_entry``, which loads the NV registers and the LPCR (clearing
+#: ``LPCR_MER``) from the vcpu: the register tags and ``mer`` are dead there.
+_REGISTERS_DEAD = frozenset({"secondary_nap", "kvmppc_hv_entry", "secondary_too_late"})
+
+
+class _DeadValues:
+    """Clear the values no step will read before overwriting them.
+
+    Two states that differ only in such values behave alike step for step: the same
+    steps are enabled, each leads to states that again differ only in dead values, and
+    every invariant and liveness trigger says the same of both (the values are in none of
+    them).  So the explorer stores one of them (with the value cleared), and the graph it
+    explores is the same up to that renaming: verdicts and the lengths of shortest
+    counterexamples are unchanged.  The values:
+
+    * a task's ``woken`` outside :data:`TASK_WOKEN_LIVE` (a wake-up that arrives while
+      the task is not waiting, e.g. the vcore hand-over waking a task that is still
+      running, is overwritten when the task next prepares to wait);
+    * a vcpu's ``cede_result == "plain"`` ("the last H_CEDE returned with nothing to
+      do") while its current op is an untimed ``Idle`` and its DEC is off: the only
+      reader that tells "plain" from "" is H_CEDE's "first cede of this idle period:
+      program DEC", and for an untimed idle with DEC off that programs DEC off, which
+      it already is;
+    * what a hardware thread's paca and registers still say about its last vcpu while
+      the thread is out of the guest for good — a secondary offline in
+      ``secondary_nap`` (``cpu_start`` clear) or thread 0 running host code: its
+      ``vcpu``, NV register tags and ``LPCR_MER`` (``kvmppc_start_thread`` sets the vcpu
+      and ``kvmppc_hv_entry`` loads the registers and LPCR before anything reads them),
+      and the register tags and ``LPCR_MER`` of a thread on its way to
+      ``kvmppc_hv_entry`` or back to ``secondary_nap`` (:data:`_REGISTERS_DEAD`);
+    * the ``ptid`` of a vcpu that no such thread runs: ``kvmppc_run_core`` and the late
+      join assign it before it is used (``kvmppc_remove_runnable``'s renumbering of it
+      only feeds the next assignment's overwrite).
+    """
+
+    def __init__(self, workload: Workload) -> None:
+        # Per vcpu: the pcs at which its op is an untimed Idle, and from which pc on it
+        # idles forever (untimed) past the end of its program.
+        self.untimed = []
+        for prog in workload.programs:
+            pcs = frozenset(k for k, op in enumerate(prog)
+                            if isinstance(op, Idle) and op.us is None)
+            self.untimed.append((pcs, len(prog)))
+
+    def __call__(self, s: Machine) -> Machine:
+        tasks = s.tasks
+        for k in tasks:
+            if k.woken and k.loc not in TASK_WOKEN_LIVE:
+                tasks = tuple(k._replace(woken=False)
+                              if k.woken and k.loc not in TASK_WOKEN_LIVE else k
+                              for k in tasks)
+                break
+        vcpus = s.vcpus
+        untimed = self.untimed
+        for v, u in enumerate(vcpus):
+            if u.cede_result == "plain" and u.dec == DEC_OFF:
+                pcs, end = untimed[v]
+                if u.pc >= end or u.pc in pcs:
+                    if vcpus is s.vcpus:
+                        vcpus = list(vcpus)
+                    vcpus[v] = u._replace(cede_result="")
+        threads = s.threads
+        hosted = 0  # bit v: vcpu v is on a thread that is in the guest or on its way
+        for i, t in enumerate(threads):
+            loc = t.loc
+            if loc == "host" if i == 0 else (loc == "secondary_nap" and not t.cpu_start):
+                if t.vcpu != -1 or t.gprs or t.fprs or t.mer:
+                    if threads is s.threads:
+                        threads = list(threads)
+                    threads[i] = t._replace(vcpu=-1, gprs=0, fprs=0, mer=False)
+                continue
+            if loc in _REGISTERS_DEAD and (t.gprs or t.fprs or t.mer):
+                if threads is s.threads:
+                    threads = list(threads)
+                threads[i] = t._replace(gprs=0, fprs=0, mer=False)
+            if t.vcpu >= 0:
+                hosted |= 1 << t.vcpu
+        for v, u in enumerate(vcpus):
+            if u.ptid and not hosted >> v & 1:
+                if vcpus is s.vcpus:
+                    vcpus = list(vcpus)
+                vcpus[v] = u._replace(ptid=0)
+        if threads is s.threads and vcpus is s.vcpus and tasks is s.tasks:
+            return s
+        return Machine(tuple(threads), s.vcore, tuple(vcpus), tasks, s.stores, s.prodder,
+                       s.budget)
+
+
+# ============================================================================================
 # Partial-order reduction: private steps
 # ============================================================================================
 
 #: The thread locations whose step can be private, and why (see :func:`private_step`).
-#: Every argument rests on one fact of the protocol: while thread i has entered the guest
-#: and not yet counted itself out in ``hdec_soon``, the exit count stays below the entry
-#: count, so the primary cannot switch back to the host, the runner cannot leave
-#: ``kvmppc_run_core`` and no host code touches the vcore's vcpus (nor restarts threads).
+#: Every argument rests on facts of the protocol that hold while the stepping thread i
+#: stays where it is:
+#:
+#: * while thread i has entered the guest and not yet counted itself out in
+#:   ``hdec_soon``, the exit count stays below the entry count, so the primary cannot
+#:   switch back to the host, the runner cannot leave ``kvmppc_run_core`` and no host
+#:   code touches the vcore's vcpus (nor restarts threads);
+#: * once the exit count is non-zero it stays non-zero (and the entry count stays put)
+#:   until the runner starts the next run, which waits for every woken secondary to be
+#:   back in ``secondary_nap`` and for the primary to be in the host: so for as long as
+#:   thread i is anywhere else, "an exit is in progress" cannot change;
+#: * once ``in_guest`` is 0 it stays 0 until the next run, for the same reason;
+#: * once HDEC has expired (``hdec_expired``) it stays so until ``switch_to_host``, and
+#:   every thread in the guest can then only take the HDEC interrupt: nobody can cede
+#:   any more, so nobody can reach ``kvmppc_h_cede``'s ``napping_threads`` decision.
+#:
+#: The first four entries hold whatever the configuration; the others ("exit phase")
+#: are used with bugs off (a historical bug breaks the facts above).
 PRIVATE_STEPS: dict[str, str] = {
     "secondary_nap": (
         "a secondary the host has started (IPI and cpu_start set, i > 0) acks the IPI: only "
@@ -548,28 +841,109 @@ PRIVATE_STEPS: dict[str, str] = {
         "interrupts and DEC, which nothing can change meanwhile when no device interrupt "
         "is left in the budget and the vcpu's DEC cannot expire (not ARMED, or no DEC "
         "expiry left), and no one can test ceded (no prod source)"),
+    # ---- the exit phase (bugs off) ----
+    "kvmppc_hv_entry": (
+        "with an exit in progress the entry goes to secondary_too_late without touching "
+        "entry_exit_count: it reads only 'exit count != 0', which cannot change while the "
+        "thread has not napped again"),
+    "kvm_end_cede.check": (
+        "with an exit in progress the woken napper joins the exit (hdec_soon): it reads "
+        "only 'exit count != 0', which cannot change while the thread is counted in"),
+    "kvmppc_h_cede.recheck": (
+        "with an exit in progress the re-check sends the thread to kvm_end_cede (and "
+        "under ablation no_exit_recheck it reads nothing): 'exit count != 0' cannot change "
+        "while the thread is counted in"),
+    "hdec_soon": (
+        "a thread that is not the first exiter adds 0x100 to entry_exit_count: the other "
+        "exit increments commute with it (none of them is the first either), everyone "
+        "else only tests 'exit count != 0', which is already true, and the primary's wait "
+        "for exit count == entry count cannot end before this thread is counted out; the "
+        "trap and registers it saves into its vcpu are read by the host only after the "
+        "core has left"),
+    "hdec_soon.poke": (
+        "the first exiter's poke when HDEC has already expired and no other thread has "
+        "its napping_threads bit set or can set one (none is between the H_CEDE prodded "
+        "test and the napping_threads decision; the guests can only take the HDEC): it "
+        "writes nothing and IPIs nobody"),
+    "kvm_end_cede.clear": (
+        "clearing the thread's own napping_threads bit during an exit, with HDEC expired "
+        "and no other thread at the poke, the prodded test or the napping_threads "
+        "decision: the only other accesses to napping_threads left are other threads "
+        "clearing their own bits, which commute"),
+    "nap": (
+        "a napper's wake-up (kvm_start_guest -> kvm_end_cede: ack the IPI, reload the "
+        "registers, clear its napping_threads bit) in the same exit phase as "
+        "kvm_end_cede.clear; on thread 0 also with no source of a host kick (which would "
+        "IPI thread 0)"),
+    "guest": (
+        "taking the hypervisor interrupt (kvmppc_interrupt) when an IPI is already "
+        "presented (the trap is 0x500 whatever happens), or when HDEC has expired and "
+        "no one can still send this thread an IPI (no poke pending; no host kick on "
+        "thread 0): the thread only picks its trap and goes to hdec_soon"),
+    "hdec_soon.wait_in_guest": (
+        "a secondary going back to secondary_nap once in_guest = 0 (which stays 0 until "
+        "it has napped): nap_count++ commutes with the other secondaries' increments, "
+        "and the runner waits for the last of them"),
+    "secondary_too_late": (
+        "as hdec_soon.wait_in_guest, for a secondary that arrived after the exit began"),
+    "hdec_soon.wait_exits": (
+        "the primary's switch_to_host once every entered thread is out, with no poke "
+        "pending (a late poke would write HDEC), no source of a host kick or signal (they "
+        "IPI thread 0 or read where it is) and no host tick that the cleared HDEC could "
+        "still allow: only the runner, still waiting for it, reads what it writes"),
 }
 
+#: Where each thread location lies on the way from a start to the next ``secondary_nap``
+#: (or, for thread 0, to the host).  Every private step moves its thread to a later
+#: location, except those that end in ``secondary_nap``; and there the thread's next
+#: private step (the start) needs the IPI and ``cpu_start`` that only the host's
+#: ``kvmppc_start_thread`` (a task step, never private) sets.  So no cycle of the state
+#: graph consists of private steps alone, and no other actor is postponed for ever.
+PRIVATE_ORDER: dict[str, int] = {loc: k for k, loc in enumerate((
+    "secondary_nap", "kvmppc_hv_entry", "kvmppc_cede_reentry", "guest",
+    "kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_threads", "kvmppc_h_cede.recheck",
+    "kvmppc_h_cede.nap", "nap", "kvm_end_cede.clear", "kvm_end_cede.check", "hdec_soon",
+    "hdec_soon.poke", "hdec_soon.wait_in_guest", "secondary_too_late",
+    "hdec_soon.wait_exits", "host"))}
 
-def private_step(s: Machine, steps: list[Step], *, prods_possible: bool) -> Step | None:
+_EXIT_PHASE_BLOCKERS = frozenset({"hdec_soon.poke", "kvmppc_h_cede.sync_prodded",
+                                  "kvmppc_h_cede.napping_threads"})
+_CEDE_DECIDING = frozenset({"kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_threads"})
+_POKE = frozenset({"hdec_soon.poke"})
+
+
+def _another_at(threads: tuple, i: int, locs: frozenset) -> bool:
+    """Some thread other than ``i`` is at one of ``locs``."""
+    return any(j != i and t.loc in locs for j, t in enumerate(threads))
+
+
+def private_step(s: Machine, steps: list[Step], *, prods_possible: bool,
+                 config: Config) -> Step | None:
     """The first of ``steps`` (the enabled steps of ``s``) that is private in ``s``, or
     None.  ``prods_possible``: some program has a ``Prod`` op (H_PROD by a vcpu's task).
+    ``config``: the configuration explored; the exit-phase private steps are used only
+    with its bugs off.
 
     Only for sequentially consistent memory on POWER7 (the caller checks); the reasons are
     at :data:`PRIVATE_STEPS`.  A private step is a hypervisor step, so it serves every
-    liveness property, and it moves its thread to a location that is not one of
-    :data:`PRIVATE_STEPS`, so no cycle consists of private steps alone.
+    liveness property, and private steps alone never form a cycle
+    (:data:`PRIVATE_ORDER`).
     """
+    exit_phase = not config.bugs
     budget = s.budget
+    vc = s.vcore
     no_prod = not prods_possible and not budget[B_PROD] and not s.prodder[0]
+    exiting = vc.entry_exit_count >= 0x100
+    kick_free = None  # computed on first use
+    threads = s.threads
     for st in steps:
         if st.actor != "thread":
             return None  # threads come first in Model.enabled order
         i = st.index
-        t = s.threads[i]
+        t = threads[i]
         loc = t.loc
         if loc == "secondary_nap":
-            if i and not s.vcore.napping_threads >> i & 1:
+            if i and not vc.napping_threads >> i & 1:
                 return st
         elif loc == "kvmppc_h_cede.nap":
             return st
@@ -580,7 +954,59 @@ def private_step(s: Machine, steps: list[Step], *, prods_possible: bool) -> Step
             if (no_prod and not budget[B_IRQ]
                     and not (budget[B_DEC] and s.vcpus[t.vcpu].dec == DEC_ARMED)):
                 return st
+        elif not exit_phase:
+            continue
+        elif loc in ("hdec_soon.wait_in_guest", "secondary_too_late"):
+            return st
+        elif loc in ("kvmppc_hv_entry", "kvm_end_cede.check", "hdec_soon"):
+            if exiting:
+                return st
+        elif loc == "kvmppc_h_cede.recheck":
+            if exiting or "no_exit_recheck" in config.ablations:
+                return st
+        elif loc in ("kvm_end_cede.clear", "nap", "hdec_soon.poke"):
+            if not (exiting and vc.hdec_expired):
+                continue
+            if _another_at(threads, i, _CEDE_DECIDING if loc == "hdec_soon.poke"
+                           else _EXIT_PHASE_BLOCKERS):
+                continue
+            if loc == "hdec_soon.poke":
+                if not vc.napping_threads & ~(1 << i):
+                    return st
+            elif loc == "kvm_end_cede.clear" or i:
+                return st
+            else:
+                if kick_free is None:
+                    kick_free = _kick_free(s, no_prod)
+                if kick_free:
+                    return st
+        elif loc == "guest":
+            if st.name != "kvmppc_interrupt":
+                continue
+            if t.ipi:
+                return st
+            if vc.hdec_expired and not _another_at(threads, i, _POKE):
+                if i:
+                    return st
+                if kick_free is None:
+                    kick_free = _kick_free(s, no_prod)
+                if kick_free:
+                    return st
+        elif loc == "hdec_soon.wait_exits":
+            if (not budget[B_HDEC] or vc.hdec_expired) and not _another_at(threads, i, _POKE):
+                if kick_free is None:
+                    kick_free = _kick_free(s, no_prod)
+                if kick_free:
+                    return st
     return None
+
+
+def _kick_free(s: Machine, no_prod: bool) -> bool:
+    """No host kick (it IPIs thread 0) and no signal can happen from ``s`` on: no device
+    interrupt or signal in the budget, no prod source, no DEC hrtimer armed."""
+    b = s.budget
+    return (no_prod and not b[B_IRQ] and not b[B_SIGNAL]
+            and not any(u.timer_running for u in s.vcpus))
 
 
 # ============================================================================================
@@ -801,11 +1227,12 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
     a notebook; plain stderr lines without tqdm), False is silent, a callable gets
     ``(states, queue, transitions)`` about five times a second.
 
-    The cost is that of the model's steps: roughly 5,000-20,000 states per second.  Two
-    vcpus with one or two environment events take seconds; three idle vcpus on SMT4 take
-    seconds too, but three vcpus with :func:`default_workload` and one DEC expiry take
-    minutes (1.3 million states; 0.75 million with ``reduction=True``), and four vcpus, or
-    more events, reach many millions (use ``max_states``).
+    The cost is that of the model's steps: roughly 10,000-20,000 states per second.  Two
+    vcpus with one or two environment events take under a second; three vcpus on SMT4
+    with :func:`default_workload` and one DEC expiry take about 15 s (203,350 states), or
+    about 5 s with ``reduction=True`` (80,857 states); four such vcpus reach 1.3 million
+    states even reduced (a minute or two), and more events many millions (use
+    ``max_states``).
 
     >>> from kvmcede import Config
     >>> r = explore(Config(threads_per_core=1, vcpus=1), progress=False)
@@ -836,8 +1263,12 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
         props = tuple(p for p in PROPERTIES if p in props)
     invariants = frozenset(p for p in props if p in INVARIANTS)
     liveness = tuple(p for p in props if p in LIVENESS)
-    return _Explorer(model, budget, invariants, liveness, max_states, progress,
-                     symmetry, reduction, stop_at_first, props).run()
+    explorer = _Explorer(model, budget, invariants, liveness, max_states, progress,
+                         symmetry, reduction, stop_at_first, props)
+    # The search makes no reference cycles; the collector would rescan every stored
+    # state each time a few thousand more are allocated (the simulator's switch).
+    with _CyclicGCPaused():
+        return explorer.run()
 
 
 class _Explorer:
@@ -861,7 +1292,11 @@ class _Explorer:
         n = self.config.vcpus
         classes = symmetry_classes(self.workload) if symmetry else ()
         self.classes = classes
-        self.canon = _Canon(n, classes) if classes else None
+        self.thread_symmetry = (symmetry and cfg.memory == "sc" and not cfg.bugs
+                                and cfg.threads_per_core >= 3)
+        self.canon = (_Canon(n, classes, cfg.threads_per_core, self.thread_symmetry)
+                      if classes or self.thread_symmetry else None)
+        self.dead = _DeadValues(self.workload)
         # Which liveness bits are asked for.
         want = 0
         if "core_can_leave" in liveness:
@@ -880,7 +1315,8 @@ class _Explorer:
         t0 = time.perf_counter()
         model = self.model
         enabled = model.enabled
-        apply = model.apply
+        thread_steps = model.thread_steps
+        other_steps = model.other_steps
         canon = self.canon
         invariants = self.invariants
         check = bool(invariants)
@@ -889,9 +1325,13 @@ class _Explorer:
         guest_steps = frozenset(GUEST_STEPS)
         reduce = self.reduction
         prods_possible = self.prods_possible
+        cfg = self.config
 
         s0 = model.initial(budget=self.budget)
         perm0 = 0
+        clear_dead = self.dead
+        step_to = _ThreadSteps(model)
+        s0 = clear_dead(s0)
         if canon is not None:
             s0, perm0 = canon(s0)
         ids: dict[Machine, int] = {s0: 0}
@@ -920,7 +1360,7 @@ class _Explorer:
         for label, mask in self.allowed.items():
             allowed[label] = mask
         # (Local names for the hot loop.)
-        ids_get = ids.get
+        ids_setdefault = ids.setdefault
         popleft = queue.popleft
         push = queue.append
         n_exp = 0
@@ -934,31 +1374,45 @@ class _Explorer:
                 edge_start.append(len(edge_dst))
             reach_here = 0  # liveness bits that some allowed step out of s may serve
             complete = True
-            here = enabled(s, True)
             if reduce:
-                st = private_step(s, here, prods_possible=prods_possible)
+                # The threads' steps come first; the rest is needed only when none of
+                # them is private.
+                here = thread_steps(s)
+                st = private_step(s, here, prods_possible=prods_possible, config=cfg)
                 if st is not None:
                     here = [st]
+                else:
+                    here += other_steps(s, True)
+            else:
+                here = enabled(s, True)
             for st in here:
-                t, _ = apply(s, st)
+                t = step_to(s, st)
                 transitions += 1
                 if check:
-                    for name, msg in check_step(model, s, st, t):
+                    for name, msg in check_transition(model, s, st, t):
                         if name in invariants and name not in found:
                             found[name] = ("inv", sid, st, msg, t)
                             stop = stop or stop_at_first
+                u = clear_dead(t)
                 if canon is not None:
-                    c, k = canon(t)
+                    c, k = canon(u)
                 else:
-                    c, k = t, 0
-                tid = ids_get(c)
-                if tid is None:
-                    tid = len(parent)
+                    c, k = u, 0
+                new = len(parent)
+                tid = ids_setdefault(c, new)  # (one hash of the state, not two)
+                if tid == new:
+                    if check:
+                        # A state's own invariants, once: breadth-first, the first way
+                        # into it is a shortest one.
+                        for name, msg in check_state(model, t):
+                            if name in invariants and name not in found:
+                                found[name] = ("inv", sid, st, msg, t)
+                                stop = stop or stop_at_first
                     if tid >= max_states:
+                        del ids[c]
                         finished = complete = False
                         stop = True
                         break
-                    ids[c] = tid
                     reps.append(c)
                     parent.append(sid)
                     code = step_ids.get(st)
@@ -1013,7 +1467,7 @@ class _Explorer:
             violations=violations, config=self.config, workload=self.workload,
             budget=self.budget, max_states=self.max_states, depth=max(depth),
             symmetry=self.classes, liveness_checked=liveness_checked or not live,
-            reduction=self.reduction)
+            reduction=self.reduction, thread_symmetry=self.thread_symmetry)
 
     def _names_of_bits(self, bits: int) -> list[str]:
         out = []
@@ -1041,7 +1495,7 @@ class _Explorer:
         others ``ok`` is the least fixpoint of "some allowed edge leads to a state whose
         ok has the bit", computed with a worklist over the reversed edges among them.
         """
-        perms = self.canon.perms if self.canon is not None else [()]
+        perms = self.canon.perms if self.canon is not None else [((), ())]
         allowed = self.allowed
         want = self.want
         pending = [s for s in range(len(trig)) if trig[s]]
@@ -1071,7 +1525,7 @@ class _Explorer:
                 bits = want if got is None else got | (want & ~trig[t])
                 k = edge_perm[e]
                 if k:
-                    bits = _remap_mask(bits, perms[k])
+                    bits = _remap_mask(bits, perms[k][0])
                 new |= bits & allowed[edge_label[e]] & need
                 if not trig[s] & ~new:
                     break
@@ -1085,9 +1539,16 @@ class _Explorer:
 
     # ---- counterexamples --------------------------------------------------------------------
     def _path(self, sid: int, parent: array, pstep: array, pperm: array,
-              steps: list[Step]) -> tuple[list[Step], tuple[int, ...]]:
+              steps: list[Step]) -> tuple[list[Step], tuple]:
         """Concrete steps from the real initial state to (a renumbering of) state ``sid``,
-        and the renumbering ``sigma`` with concrete = permute_state(representative, sigma).
+        and the renumbering ``sigma`` (a pair: vcpus, threads) with the concrete state
+        equal to ``permute_state(representative, *sigma)`` up to dead values.
+
+        The path is replayed from the real initial state: at each state the renumbering
+        that relates it to its stored representative is read off the canonical form
+        (moving secondary threads is a bisimulation, not an automorphism: after
+        ``kvmppc_run_core`` the relation can change), and the stored step is renumbered
+        by it.
         """
         chain = []
         k = sid
@@ -1096,15 +1557,24 @@ class _Explorer:
             k = parent[k]
         chain.reverse()
         n = self.config.vcpus
-        ident = tuple(range(n))
-        perms = self.canon.perms if self.canon is not None else [ident]
-        sigma = _inverse(perms[pperm[0]])
+        ident = (tuple(range(n)), tuple(range(self.config.threads_per_core)))
+        model = self.model
+        s = model.initial(budget=self.budget)
         out = []
+        sigma = self._relation(s) if self.canon is not None else ident
         for k in chain:
-            st = steps[pstep[k]]
-            out.append(permute_step(st, sigma))
-            sigma = _compose(sigma, _inverse(perms[pperm[k]]))
+            st = permute_step(steps[pstep[k]], *sigma)
+            out.append(st)
+            s, _ = model.apply(s, st)
+            if self.canon is not None:
+                sigma = self._relation(s)
         return out, sigma
+
+    def _relation(self, concrete: Machine) -> tuple:
+        """The renumbering ``sigma`` with ``concrete`` = ``permute_state(rep, *sigma)`` up
+        to dead values, ``rep`` its stored representative."""
+        _, k = self.canon(self.dead(concrete))
+        return _inverse(self.canon.perms[k])
 
     def _trace(self, concrete: list[Step], name: str, kind: str, message: str) -> tuple:
         model = self.model
@@ -1126,7 +1596,7 @@ class _Explorer:
             if rec[0] == "inv":
                 _, sid, st, msg, t = rec
                 path, sigma = self._path(sid, parent, pstep, pperm, steps)
-                concrete = [*path, permute_step(st, sigma)]
+                concrete = [*path, permute_step(st, *sigma)]
                 tr, s = self._trace(concrete, name, "invariant", msg)
                 self._check_replay(name, s, t)
                 # msg names vcpus as the stored representative numbers them; say it in
@@ -1146,7 +1616,8 @@ class _Explorer:
         for name, (sid, bits, _) in cands.items():
             path, sigma = self._path(sid, parent, pstep, pperm, steps)
             sigma_inv = _inverse(sigma)
-            concrete_bits = _remap_mask(bits, sigma_inv) if self.canon is not None else bits
+            concrete_bits = (_remap_mask(bits, sigma_inv[0]) if self.canon is not None
+                             else bits)
             msg = self._liveness_message(name, concrete_bits)
             tr, s = self._trace(path, name, "liveness", msg)
             self._check_replay(name, s, self._reps[sid])
@@ -1213,6 +1684,7 @@ class _Explorer:
     def _check_replay(self, name: str, concrete: Machine, explored: Machine) -> None:
         """The replayed counterexample must reach (a renumbering of) the explored state;
         a mismatch would be a bug in the renumbering bookkeeping of this module."""
+        concrete, explored = self.dead(concrete), self.dead(explored)
         if self.canon is not None:
             concrete, _ = self.canon(concrete)
             explored, _ = self.canon(explored)
@@ -1297,7 +1769,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default 2000000)")
     s.add_argument("--no-symmetry", dest="symmetry", action="store_false",
                    help="do not merge states that differ only by renumbering "
-                        "interchangeable vcpus")
+                        "interchangeable vcpus or secondary threads")
     s.add_argument("--reduce", dest="reduction", action="store_true",
                    help="partial-order reduction: do not interleave private real-mode steps "
                         "(same verdicts, fewer states; counterexamples may be a step or two "

@@ -1,9 +1,12 @@
 """The invariants of reference section 10 (and a few consequences), as named checks.
 
 :func:`check_step` checks one step (the state before, the step, the state after) and
-returns the broken invariants as ``(name, message)`` pairs.  The simulator can run it
-after every step (``simulate(..., check_invariants=True)``); the explorer runs it on
-every transition it discovers.  :data:`INVARIANTS` describes each one.
+returns the broken invariants as ``(name, message)`` pairs: those of the state after
+(:func:`check_state`) and those about the step (:func:`check_transition`).  The
+simulator can run it after every step (``simulate(..., check_invariants=True)``); the
+explorer runs :func:`check_transition` on every transition it discovers and
+:func:`check_state` on every state the first time it reaches it.  :data:`INVARIANTS`
+describes each one.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .state import (
     exit_count,
 )
 
-__all__ = ["INVARIANTS", "check_state", "check_step"]
+__all__ = ["INVARIANTS", "check_state", "check_step", "check_transition"]
 
 #: name -> (reference section 10 item or "consequence", what must hold)
 INVARIANTS: dict[str, tuple[str, str]] = {
@@ -124,7 +127,13 @@ def _on_no_thread(s: Machine, v: int) -> bool:
 
 def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]]:
     """Invariants of one step ``prev --step--> s`` (including those of ``s``)."""
-    bad = check_state(m, s)
+    return check_state(m, s) + check_transition(m, prev, step, s)
+
+
+def check_transition(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]]:
+    """The invariants of one step ``prev --step--> s`` that are about the step itself
+    (:func:`check_step` without those of the state ``s``)."""
+    bad: list[tuple[str, str]] = []
     pv, nv = prev.vcore, s.vcore
     pe, ne = pv.entry_exit_count, nv.entry_exit_count
     # 10.1: the entry count grows only while nobody has started exiting.
@@ -170,9 +179,10 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
                         f"{pv.nap_count} < n_woken {pv.n_woken}"))
         started = prev.threads[0].loc == "host" and s.threads[0].loc != "host"
         if nl == "kvmppc_run_core" and started:
-            # This critical section started the vcore (thread 0 left the host for the guest).  It must have found it INACTIVE,
-            # unless it is the runner's own section that made it INACTIVE first
-            # (kvmppc_run_core ending the last run, or waking from kvmppc_vcore_blocked).
+            # This critical section started the vcore (thread 0 left the host for the
+            # guest).  It must have found it INACTIVE, unless it is the runner's own
+            # section that made it INACTIVE first (kvmppc_run_core ending the last run,
+            # or waking from kvmppc_vcore_blocked).
             # n_busy as the section saw it: a vcpu back from the host leaves n_busy in the
             # same section; after the step too, since it may remove a signalled vcpu.
             v = step.index

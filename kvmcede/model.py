@@ -68,6 +68,10 @@ class Model:
         """Steps that can run in ``s``, in a fixed order (threads, tasks, timers,
         remote prodder, store drains, then, if ``environment``, the environment's events
         allowed by ``s.budget``)."""
+        return self.thread_steps(s) + self.other_steps(s, environment)
+
+    def thread_steps(self, s: Machine) -> list[Step]:
+        """The hardware threads' steps of :meth:`enabled` (its first part)."""
         out: list[Step] = []
         vc = s.vcore
         vcpus = s.vcpus
@@ -91,6 +95,15 @@ class Model:
                 cache[i] = (t, vc if shared else None, vo, stores if shared else None, st)
             if st is not None:
                 out.append(st)
+        return out
+
+    def other_steps(self, s: Machine, environment: bool = True) -> list[Step]:
+        """The rest of :meth:`enabled`: tasks, timers, remote prodder, store drains and,
+        if ``environment``, the environment's events."""
+        out: list[Step] = []
+        vc = s.vcore
+        vcpus = s.vcpus
+        stores = s.stores
         cache = self._kcache
         t0 = s.threads[0]
         for v, k in enumerate(s.tasks):

@@ -403,9 +403,10 @@ def kvmppc_interrupt(e: Edit, i: int) -> None:
 
 
 def hdec_soon(e: Edit, i: int) -> None:
-    """Count this thread out: ``entry_exit_count += 0x100`` (atomically), keeping the
-    old value; the first exiter (old < 0x100) with others in the guest must then get
-    them out too."""
+    """Count this thread out: ``entry_exit_count += 0x100`` (atomically).  The old value
+    the atomic update returns decides the path: the first exiter (old < 0x100) with
+    others in the guest must then get them out too.  (The kernel keeps it in a register
+    only for that test, so the model does not store it.)"""
     t = e.threads[i]
     v = t.vcpu
     vc = e.vcore
@@ -422,9 +423,9 @@ def hdec_soon(e: Edit, i: int) -> None:
     if first:
         e.event("exit", i, v, reason, t.trap)
     if first and entry_count(old) > 1:
-        e.thread(i, loc="hdec_soon.poke", old=old)
+        e.thread(i, loc="hdec_soon.poke")
     else:
-        e.thread(i, old=old, loc="hdec_soon.wait_exits" if i == 0
+        e.thread(i, loc="hdec_soon.wait_exits" if i == 0
                  else "hdec_soon.wait_in_guest")
 
 
@@ -460,7 +461,7 @@ def _secondary_nap(e: Edit, i: int, kind: str) -> None:
     t = e.threads[i]
     e.vc(nap_count=e.vcore.nap_count + 1)
     e.thread(i, loc="secondary_nap", ipi=False, pece=LPCR_PECE0, cpu_start=False,
-             napping=0, old=0, trap=0)
+             napping=0, trap=0)
     e.event(kind, i, t.vcpu, f"nap_count = {e.vcore.nap_count}; thread offline (PECE0)")
 
 
@@ -471,7 +472,7 @@ def switch_to_host(e: Edit, i: int) -> None:
     e.vc(in_guest=0, hdec_expired=False)
     # The host takes any interrupt pending on thread 0 (e.g. a reschedule IPI) as soon
     # as it re-enables interrupts.
-    e.thread(i, loc="host", ipi=False, old=0, trap=0, mer=False)
+    e.thread(i, loc="host", ipi=False, trap=0, mer=False)
     e.event("switch_to_host", i, t.vcpu, "all threads out: partition switched back to the "
             "host, in_guest = 0")
 

@@ -133,8 +133,6 @@ class Thread(NamedTuple):
     fprs: int = 0
     #: Trap number of the exit this thread is taking (0 for a handled hcall).
     trap: int = 0
-    #: ``old`` value of entry_exit_count returned by this thread's exit increment.
-    old: int = 0
 
 
 class Vcore(NamedTuple):

@@ -459,7 +459,8 @@ class ExplorerApp(W.VBox):
 
     The variant's own configuration, workload and environment budget come from
     ``kvmcede.explore.setup(name)``; the vcpu count and memory mode can be changed (with
-    another vcpu count the explorer's default workload for that configuration is used).
+    another vcpu count the explorer's default workload for that configuration is used),
+    and the partial-order reduction switched on (``explore(..., reduction=True)``).
     """
 
     def __init__(self, name: str = "protocol", *, max_states: int = 1_000_000) -> None:
@@ -478,6 +479,11 @@ class ExplorerApp(W.VBox):
                                       value="sc", description="memory")
         self.max_states = W.BoundedIntText(value=max_states, min=100, max=20_000_000,
                                            step=10_000, description="max states")
+        self.reduce = W.Checkbox(value=False, indent=False,
+                                 description="partial-order reduction (fewer states, for "
+                                             "3 or 4 vcpus; a counterexample may be a step "
+                                             "or two longer)",
+                                 layout=W.Layout(width="auto"))
         self.run_button = W.Button(description="Run the explorer", button_style="primary",
                                    icon="play")
         self.description = W.HTML()
@@ -486,7 +492,7 @@ class ExplorerApp(W.VBox):
         self.player_box = W.VBox()
         super().__init__([W.HBox([self.variant, self.vcpus]),
                           W.HBox([self.memory, self.max_states, self.run_button]),
-                          self.description, self.progress, self.verdict, self.player_box])
+                          self.reduce, self.description, self.progress, self.verdict, self.player_box])
         self.result: Any = None
         self.player: StepPlayer | None = None
         self._results: dict[tuple, Any] = {}
@@ -540,12 +546,13 @@ class ExplorerApp(W.VBox):
             self.verdict.value = f"<span style='color:#AA3300'>⚠ {html.escape(str(exc))}</span>"
             return None
         key = (self.variant.value, cfg.vcpus, cfg.threads_per_core, cfg.memory,
-               self.max_states.value)
+               self.max_states.value, self.reduce.value)
         result = self._results.get(key)
         if result is None:
             self.run_button.disabled = True
             self.progress.value = "exploring…"
-            kw.update(max_states=self.max_states.value, progress=self._on_progress)
+            kw.update(max_states=self.max_states.value, progress=self._on_progress,
+                      reduction=self.reduce.value)
             kw.setdefault("stop_at_first", True)  # the shortest counterexample, sooner
             try:
                 result = ex.explore(cfg, wl, **kw)

@@ -317,6 +317,21 @@ def test_explorer_app_shows_a_counterexample_for_every_ablation_and_bug(name):
     assert app.player is not None and len(app.player.trace.steps) == v.depth
 
 
+def test_explorer_app_partial_order_reduction():
+    pytest.importorskip("kvmcede.explore")
+    app = ExplorerApp("no_exit_recheck")
+    app.run()
+    full = app.result
+    app.reduce.value = True
+    app.run()
+    assert app.result is not full and app.result.reduction and not full.reduction
+    assert app.result.states < full.states
+    assert app.result.violation.name == full.violation.name == "core_can_leave"
+    app.reduce.value = False
+    app.run()
+    assert app.result is full  # the earlier run, remembered
+
+
 def test_explorer_app_every_vcpu_count_and_memory_mode():
     pytest.importorskip("kvmcede.explore")
     app = ExplorerApp(max_states=2_000)
