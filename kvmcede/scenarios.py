@@ -255,7 +255,7 @@ _ALL: tuple[Scenario, ...] = (
         "(reference 3.3).",
         Config(vcpus=3), _wl("mediated-external", (Busy(20), Mmio(40), Busy(3000)),
                              (Busy(3000),), (Idle(25), Idle(None)),
-                             events=(Interrupt(88.0, 2),)), 200.0),
+                             events=(Interrupt(80.0, 2),)), 200.0),
 )
 
 #: The scenarios by name, in the order of the reference.
