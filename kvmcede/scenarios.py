@@ -246,6 +246,40 @@ _ALL: tuple[Scenario, ...] = (
         _SMT2, _wl("primary-wake", (Busy(20), Idle(None)), (Busy(300),),
                    events=(Interrupt(60.0, 0),)), 120.0),
     Scenario(
+        "held-timer", "A timer that fires while the vcore is held is delivered in real mode",
+        "C naps; A's MMIO takes the core out and C stays ceded in the host with its DEC "
+        "hrtimer armed, which fires while A is in userspace (n_busy = 1), so the DEC is "
+        "queued and the kick finds nobody to wake (reference 5.5).  In 3.4 "
+        "kvmppc_run_vcpu counts ceded vcpus before it delivers interrupts (5.3), so when A "
+        "is back C is still ceded: it gets the last ptid, is started ceded, and "
+        "kvmppc_cede_reentry synthesizes the 0x900 in real mode (reference 3.3) instead of "
+        "the host injecting it.",
+        Config(vcpus=3), _wl("held-timer", (Busy(20), Mmio(60), Busy(300)), (Busy(300),),
+                             (Idle(30), Busy(100))), 150.0),
+    Scenario(
+        "h-prod-3.4", "H_PROD in Linux 3.4 as shipped: both bugs at once",
+        "The h-prod workload on Linux 3.4 as shipped: H_PROD sets C's prodded flag but "
+        "tests and wakes the caller (bug hprod_wakes_caller, reference 5.6), and the count "
+        "ignores prodded, so C is restarted ceded.  C returns from H_CEDE, cedes again and "
+        "finds prodded set, but the branch to the prodded code lands on the nap sequence "
+        "(bug prodded_branch, reference 2 step 4): C naps with no napping bit and no saved "
+        "registers.",
+        Config(), _wl("h-prod-3.4", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+                      (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
+    Scenario(
+        "halt-poll", "Halt polling: the runner polls before it sleeps (Linux 4.7)",
+        "A single vcpu cedes for short periods, so every H_CEDE takes the vcore to the host "
+        "(S15); with change 0cda69dd kvmppc_vcore_blocked first polls "
+        "kvmppc_vcore_check_block() in VCORE_POLLING for vc->halt_poll_ns, and a DEC "
+        "hrtimer that fires inside the window is seen without a scheduler wake-up "
+        "(reference 7, 2016 halt polling).  The window starts at 0, grows after short "
+        "blocks and is reset by a long one; halt_poll_ns is raised to 100 us here because "
+        "the model's illustrative host wake-up (20 us) exceeds the 10 us default.",
+        Config(threads_per_core=1, vcpus=1, changes={"0cda69dd"},
+               costs=CostModel(halt_poll_ns=100_000)),
+        _wl("halt-poll", (Busy(5), Idle(10), Busy(5), Idle(10), Busy(5), Idle(10), Busy(5),
+                          Idle(300), Busy(5))), 800.0),
+    Scenario(
         "mediated-external", "An external interrupt behind a host-injected one (LPCR_MER)",
         "C's DEC expires while A is in userspace for an MMIO, so the host injects 0x900 "
         "into C; a device interrupt for C arrives while C's thread is still being started "
@@ -255,7 +289,7 @@ _ALL: tuple[Scenario, ...] = (
         "(reference 3.3).",
         Config(vcpus=3), _wl("mediated-external", (Busy(20), Mmio(40), Busy(3000)),
                              (Busy(3000),), (Idle(25), Idle(None)),
-                             events=(Interrupt(88.0, 2),)), 200.0),
+                             events=(Interrupt(80.0, 2),)), 200.0),
 )
 
 #: The scenarios by name, in the order of the reference.

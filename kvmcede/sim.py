@@ -112,7 +112,6 @@ class _Clock:
             "hdec_soon: HDEC poke, IPI nappers": c.realmode_step,
             "secondary_nap": c.partition_switch,
             "switch_to_host": c.partition_switch,
-            "kvm_start_guest": c.ipi_latency + c.nap_wakeup,
             "guest_interrupt": c.realmode_step,
             "guest_dec": c.realmode_step,
             "H_CEDE": c.realmode_step,
@@ -122,6 +121,9 @@ class _Clock:
             "kvmppc_run_vcpu": c.host_step + loop,
             "kvmppc_wait_for_exec: woken": c.host_wakeup + loop,
             "kvmppc_vcore_blocked: woken": c.host_wakeup + loop,
+            # Halt polling: a wake inside the window is seen at once by the spinning
+            # runner, which goes round the loop with no scheduler wake-up.
+            "kvmppc_vcore_blocked: poll succeeds": c.host_step + loop,
             "kvmppc_run_core: after exit": c.host_exit_handling + loop,
             "kvmppc_run_vcpu: return": c.host_step,
             "kvmppc_pseries_do_hcall": c.hcall_in_host,
@@ -132,6 +134,18 @@ class _Clock:
 
     def cost(self, s: Machine, step: Step) -> int:
         name = step.name
+        if name == "kvm_start_guest":
+            # Out of nap through the system reset vector: an offline secondary started
+            # by the host's IPI (thread_start), or a thread napping in H_CEDE woken by
+            # an IPI or by its own decrementer (nap_wakeup; no IPI to wait for).
+            t = s.threads[step.index]
+            if t.loc == "secondary_nap":
+                return self.c.ipi_latency + self.c.thread_start
+            return self.c.nap_wakeup + (self.c.ipi_latency if t.ipi else 0)
+        if name == "kvmppc_vcore_blocked: poll window over":
+            # The runner spins for the whole window (vc->halt_poll_ns, nanoseconds).
+            ns = s.vcore.halt_poll_ns
+            return ns * self.m.config.timebase_hz // 1_000_000_000 + self.c.host_step
         if name == "kvmppc_hv_entry":
             return self.c.guest_entry if step.index == 0 else self.c.realmode_step
         if name == "kvmppc_interrupt":

@@ -33,6 +33,7 @@ __all__ = [
     "RESUME_HOST",
     "VCORE_EXITING",
     "VCORE_INACTIVE",
+    "VCORE_POLLING",
     "VCORE_RUNNING",
     "VCORE_SLEEPING",
     "Dec",
@@ -51,8 +52,13 @@ VCORE_INACTIVE = 0
 VCORE_RUNNING = 1
 VCORE_EXITING = 2
 VCORE_SLEEPING = 3
+#: The runner polls ``kvmppc_vcore_check_block()`` before sleeping (halt polling, change
+#: 0cda69dd, Linux 4.7).  Not a 3.4 state: the kernels with halt polling also have
+#: PREEMPT (and, for a while, PIGGYBACK) and number their states differently; the model
+#: keeps 3.4's numbers and adds this one after them.
+VCORE_POLLING = 4
 VCORE_STATE_NAMES = {0: "VCORE_INACTIVE", 1: "VCORE_RUNNING", 2: "VCORE_EXITING",
-                     3: "VCORE_SLEEPING"}
+                     3: "VCORE_SLEEPING", 4: "VCORE_POLLING"}
 
 # --- vcpu->arch.state (Linux 3.4) ----------------------------------------------------------
 KVMPPC_VCPU_STOPPED = 0
@@ -163,6 +169,18 @@ class Vcore(NamedTuple):
     hdec_expired: bool = False
     #: Task (vcpu id) currently acting as the vcore's runner, -1 if none.
     runner: int = -1
+    # ---- halt polling (change 0cda69dd, Linux 4.7; unused without it) ----
+    #: ``vc->halt_poll_ns``: this vcore's current polling window, in nanoseconds; grown
+    #: and shrunk after every block (see :func:`kvmcede.host.adjust_halt_poll`).
+    halt_poll_ns: int = 0
+    #: ``start_poll``: time (timebase ticks) the runner entered kvmppc_vcore_blocked,
+    #: from which ``block_ns`` is measured (0 in the explorer, which has no time).
+    block_start: int = 0
+    #: Model-only: a kick found the runner polling, so its next
+    #: ``kvmppc_vcore_check_block()`` sees a vcpu with work.  The kernel's poller reads
+    #: the vcpus directly; keeping the fact on the vcore lets the polling task's step
+    #: depend on the vcore alone (what :meth:`kvmcede.model.Model.enabled` caches on).
+    poll_woken: bool = False
 
     @property
     def n_runnable(self) -> int:

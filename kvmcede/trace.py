@@ -86,6 +86,12 @@ class Metrics:
     lost_by_vcpu: dict[int, float] = field(default_factory=dict)
     #: Which kernel and policy produced the trace (``Config.kernel``, policy, cpu).
     kernel: str = ""
+    #: Halt polling (change 0cda69dd): polls of the vcore runner that saw a wake inside
+    #: the window, polls whose window ran out (the runner then slept), and host time
+    #: spent polling (microseconds).  All 0 without the change.
+    polls_succeeded: int = 0
+    polls_failed: int = 0
+    poll_us: float = 0.0
 
     def summary(self) -> dict[str, float]:
         """The headline numbers as one flat dict (what sweeps put in a table row)."""
@@ -123,8 +129,11 @@ class Metrics:
                  ("host IPIs to thread 0 (kicks)", str(self.host_ipis)),
                  ("naps in H_CEDE", str(self.naps)),
                  ("vcore sleeps", str(self.vcore_sleeps)),
-                 ("host wake-ups", str(self.host_wakeups)),
-                 ("guest time lost to idleness", f"{self.lost_guest_us:,.1f} us")]
+                 ("host wake-ups", str(self.host_wakeups))]
+        if self.polls_succeeded or self.polls_failed:
+            rows.append(("halt polls (ok / failed)", f"{self.polls_succeeded} / "
+                         f"{self.polls_failed}, {self.poll_us:,.1f} us polling"))
+        rows.append(("guest time lost to idleness", f"{self.lost_guest_us:,.1f} us"))
         for kind, d in sorted(self.latency.items()):
             if d["count"]:
                 rows.append((f"latency {kind}", f"n={d['count']:.0f} mean {d['mean']:.1f} "
@@ -142,6 +151,8 @@ def _compute_metrics(tr: Trace) -> Metrics:
     us = tr.us
     exits: dict[str, int] = {}
     ipis_napper = host_ipis = naps = sleeps = wakeups = 0
+    polls = {"succeeded": 0, "failed": 0}
+    poll_ticks = 0
     n = tr.config.vcpus
     split = {v: dict.fromkeys(VCPU_ACTIVITIES, 0) for v in range(n)}
     act = ["stopped"] * n
@@ -197,6 +208,9 @@ def _compute_metrics(tr: Trace) -> Metrics:
             sleeps += 1
         elif k == "host_wakeup":
             wakeups += 1
+        elif k == "halt_poll":
+            polls[ev.detail] += 1
+            poll_ticks += ev.arg
         elif k == "raise":
             raised.setdefault((ev.vcpu, ev.arg), []).append(ev.time)
         elif k == "deliver":
@@ -226,7 +240,9 @@ def _compute_metrics(tr: Trace) -> Metrics:
         latency=latency, undelivered=sum(len(p) for p in raised.values()),
         lost_guest_us=sum(lost_by_vcpu.values()),
         lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
-        kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}")
+        kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}",
+        polls_succeeded=polls["succeeded"], polls_failed=polls["failed"],
+        poll_us=us(poll_ticks))
 
 
 @dataclass
