@@ -70,7 +70,7 @@ _EXT = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
 #: Task locations whose step ends the runner's previous run or sleep and marks the vcore
 #: INACTIVE itself before the loop test in the same vc->lock section.
 _RUNNER_RELOCKS = frozenset({"kvmppc_run_core", "kvmppc_vcore_blocked",
-                             "kvmppc_vcore_blocked.schedule"})
+                             "kvmppc_vcore_blocked.schedule", "kvmppc_vcore_blocked.poll"})
 _PAST_PRODDED_TEST = frozenset({"kvmppc_h_cede.napping_threads", "kvmppc_h_cede.recheck",
                                 "kvmppc_h_cede.nap", "nap"})
 

@@ -121,15 +121,10 @@ def test_unknown_scenario_names_every_allowed_one():
 
 
 #: Scenarios whose traces break an invariant check, and why.  "h-prod-3.4" shows a
-#: shipped bug, which breaks the protocol's invariants by design.  "halt-poll" breaks none
-#: of the protocol: invariants.py's test of "this step started the vcore" does not yet know
-#: that a successful poll (task location "kvmppc_vcore_blocked.poll") relocks and marks
-#: the vcore INACTIVE itself, like the other runner locations in _RUNNER_RELOCKS; strict,
-#: so that the marker goes when invariants.py learns it.
+#: shipped bug, which breaks the protocol's invariants by design.
 INVARIANTS_BROKEN = {
     "h-prod-3.4": "the prodded_branch bug naps unflagged (cede_handled_before_nap, "
                   "nap_is_flagged): what the scenario shows",
-    "halt-poll": "invariants.py: add 'kvmppc_vcore_blocked.poll' to _RUNNER_RELOCKS",
 }
 
 
