@@ -73,7 +73,16 @@ ABLATIONS: dict[str, str] = {
 }
 
 POLICIES = ("realmode", "host")
-CPUS = ("POWER7", "PPC970")
+CPUS = ("POWER7", "PPC970", "POWER9")
+
+#: The commit that introduced the POWER9 path ``cpu="POWER9"`` models, and its kernel.
+P9_PATH = ("95a6432c", "4.20")
+#: The ablations that remove a line the POWER9 path still has (kvmppc_cede's prodded test);
+#: the others remove lines of the POWER7 real-mode code, which the P9 path does not run.
+P9_ABLATIONS = frozenset({"no_prodded_check"})
+#: Cost fields only the POWER9 path uses (left out of ``to_dict`` of other cpus while at
+#: their defaults, so that POWER7 traces keep their bytes).
+_P9_COSTS = ("p9_guest_entry", "p9_guest_exit")
 MEMORY_MODES = ("sc", "store_buffer")
 
 
@@ -103,7 +112,7 @@ class CostModel:
     time, latencies) scale with them; the counts of exits, IPIs and naps depend on them
     only through which of two nearly simultaneous events comes first.
 
-    The last four fields are not costs but the halt-polling module parameters (used only
+    The four ``halt_poll*`` fields are not costs but the halt-polling module parameters (used only
     with change ``0cda69dd``), kept here with the host's other tunables: nanoseconds and
     factors, as the kernel's parameters are.
     """
@@ -161,6 +170,13 @@ class CostModel:
     #: Divisor by which a window shrinks after a long block; 0 resets it to 0 (the
     #: kvm_hv default).
     halt_poll_ns_shrink: int = 0
+    #: POWER9 path: one thread enters the guest alone (kvmhv_p9_guest_entry loads this
+    #: vcpu's state and LPIDR/PIDR on its own thread; no whole-core partition switch, no
+    #: waiting for other threads) (illustrative: a third of ``guest_entry``).
+    p9_guest_entry: int = _us(0.5)
+    #: POWER9 path: one thread leaves the guest alone (save this vcpu's state, restore
+    #: the host's on this thread) (illustrative: a third of ``partition_switch``).
+    p9_guest_exit: int = _us(0.5)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -190,8 +206,15 @@ class Config:
     ``policy``: ``"realmode"`` (commit 19ccb76a: H_CEDE handled in real mode, nap) or
     ``"host"`` (before it: every H_CEDE exits the whole core to the host; the details of
     the pre-commit host handler are **inferred**, see :mod:`kvmcede.host`).
-    ``cpu``: ``"POWER7"`` or ``"PPC970"`` (no nap in the guest: kvmppc_h_cede always
-    returns H_TOO_HARD; SMT1 only).
+    ``cpu``: ``"POWER7"``, ``"PPC970"`` (no nap in the guest: kvmppc_h_cede always
+    returns H_TOO_HARD; SMT1 only) or ``"POWER9"``: the P9 path of Linux 4.20+ (95a6432c,
+    :mod:`kvmcede.p9`): each vcpu enters and leaves the guest alone on its own thread,
+    H_CEDE is handled in the host right after the exit (``kvmppc_cede``).  It is a later
+    kernel than every entry of :data:`CHANGES`, so both shipped bugs are fixed whatever
+    ``changes`` says (:attr:`bugs` is empty), and ``changes`` does not act on it (halt
+    polling, 0cda69dd, is the vcore runner's, which the P9 path has not); it takes policy ``"realmode"`` (the field's
+    default: the policy choice is about the POWER7 protocol), memory ``"sc"`` and only
+    the ablations of :data:`P9_ABLATIONS`.
     ``changes``: the later kernel changes switched on, by commit id (names from
     :data:`CHANGES`); none by default, i.e. **Linux 3.4 as shipped**, with the bugs that
     shipped (:data:`BUGS`).  :meth:`linux` builds the configuration of a later kernel
@@ -245,6 +268,19 @@ class Config:
         if self.cpu == "PPC970" and self.threads_per_core != 1:
             raise ValueError("threads_per_core must be 1 when cpu is 'PPC970' (no SMT in "
                              f"HV KVM on PPC970), got {self.threads_per_core}")
+        if self.cpu == "POWER9":
+            if self.policy != "realmode":
+                raise ValueError(f"policy must be 'realmode' (the default) when cpu is "
+                                 f"'POWER9': the P9 path handles H_CEDE its own way, got "
+                                 f"{self.policy!r}")
+            if self.memory != "sc":
+                raise ValueError(f"memory must be 'sc' when cpu is 'POWER9' (store buffers "
+                                 f"are modelled for the POWER7 protocol), got {self.memory!r}")
+            bad = sorted(set(self.ablations) - P9_ABLATIONS)
+            if bad:
+                raise ValueError(f"ablations: {bad} remove POWER7 real-mode code, which the "
+                                 f"POWER9 path does not run; allowed with cpu 'POWER9': "
+                                 f"{sorted(P9_ABLATIONS)}")
         bad = sorted(str(c) for c in set(self.changes) - set(CHANGES))
         if bad:
             raise ValueError(f"changes: unknown change(s) {bad}; allowed (commit ids): "
@@ -290,13 +326,20 @@ class Config:
     @property
     def bugs(self) -> frozenset[str]:
         """The shipped bugs (:data:`BUGS`) this configuration still has: those whose fix
-        is not in :attr:`changes`."""
+        is not in :attr:`changes`.  Always empty on ``cpu="POWER9"``: the P9 path (4.20)
+        came after both fixes."""
+        if self.cpu == "POWER9":
+            return frozenset()
         return frozenset(b for b, (fix, _) in BUGS.items() if fix not in self.changes)
 
     @property
     def kernel(self) -> str:
         """Which kernel this configuration runs, in words: ``"Linux 3.4 as shipped"`` or
-        ``"Linux 3.4 + 04f995a5 (3.6)"``; recorded in every trace and metrics table."""
+        ``"Linux 3.4 + 04f995a5 (3.6)"``, or the POWER9 path's; recorded in every trace
+        and metrics table."""
+        if self.cpu == "POWER9":
+            return (f"Linux 5.x POWER9 path ({P9_PATH[0]}, {P9_PATH[1]}; H_CEDE by "
+                    "kvmppc_cede after the guest exit, as since 2021)")
         if not self.changes:
             return f"Linux {BASE_KERNEL} as shipped"
         added = sorted(self.changes, key=lambda c: (_version(CHANGES[c][0]), c))
@@ -317,7 +360,9 @@ class Config:
             "threads_per_core": self.threads_per_core, "vcpus": self.vcpus,
             "policy": self.policy, "cpu": self.cpu, "changes": sorted(self.changes),
             "ablations": sorted(self.ablations), "memory": self.memory,
-            "costs": {f.name: getattr(self.costs, f.name) for f in fields(self.costs)},
+            "costs": {f.name: getattr(self.costs, f.name) for f in fields(self.costs)
+                      if f.name not in _P9_COSTS or self.cpu == "POWER9"
+                      or getattr(self.costs, f.name) != f.default},
             "timebase_hz": self.timebase_hz, "seed": self.seed,
         }
 

@@ -76,6 +76,7 @@ def _headline_programs(duration_us: float) -> tuple[tuple[Op, ...], ...]:
 
 _HEADLINE_US = 20_000.0
 _SMT2 = Config(threads_per_core=2, vcpus=2)
+_P9 = Config(cpu="POWER9")
 _A_B_D_BUSY = Busy(400)
 
 #: S4 and S5 are one run: A, the last busy vcpu, cedes (S4); B's timer then wakes the
@@ -290,6 +291,29 @@ _ALL: tuple[Scenario, ...] = (
         Config(vcpus=3), _wl("mediated-external", (Busy(20), Mmio(40), Busy(3000)),
                              (Busy(3000),), (Idle(25), Idle(None)),
                              events=(Interrupt(80.0, 2),)), 200.0),
+    Scenario(
+        "p9-headline", "The headline workload on the POWER9 path",
+        "The headline workload with cpu 'POWER9' (Linux 4.20+ P9 path, 95a6432c; reference "
+        "section 7): every vcpu runs alone in kvmhv_run_single_vcpu on its own thread.  An "
+        "idle vcpu's H_CEDE exits only its own thread; kvmppc_cede marks it ceded, the host "
+        "arms its DEC hrtimer (kvmppc_set_timer) and its task sleeps on the vcpu's rcuwait, "
+        "leaving the thread free for the host; the timer's kick (kvmppc_fast_vcpu_kick_hv) "
+        "wakes the task, which re-enters and delivers the DEC at 0x900.  The busy vcpu never "
+        "leaves the guest for them, and no exit is ever whole-core: compare its per-vcpu "
+        "exits and wake-up latency with the headline scenario's naps.",
+        _P9, _wl("p9-headline", *_headline_programs(_HEADLINE_US)), _HEADLINE_US),
+    Scenario(
+        "p9-h-prod", "H_PROD wakes a ceded vcpu on the POWER9 path",
+        "C cedes with no timer: its thread alone leaves the guest, kvmppc_cede finds no "
+        "prod, and C's task sleeps on its rcuwait.  A calls H_PROD on C: A's thread exits, "
+        "kvmppc_pseries_do_hcall sets C's prodded, smp_mb, sees C ceded and "
+        "kvmppc_fast_vcpu_kick_hv wakes C's task (C is on no thread, so no IPI).  "
+        "kvmppc_vcpu_check_block sees C woken (prodded), ceded = 0, C re-enters, returns "
+        "from H_CEDE with nothing to do, cedes again, and kvmppc_cede finds prodded set: "
+        "it clears it and H_CEDE returns at once (reference section 7).  B and D never "
+        "leave the guest.",
+        _P9, _wl("p9-h-prod", (Busy(100), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+                 (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
 )
 
 #: The scenarios by name, in the order of the reference.

@@ -27,6 +27,9 @@ from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .host import all_idle
 from .invariants import check_step
 from .model import Model
+from .p9 import CEDE as _P9_CEDE
+from .p9 import EXIT as _P9_EXIT
+from .p9 import STOP as _P9_STOP
 from .state import DEC_ARMED, KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Machine
 from .trace import Event, Trace
 
@@ -49,13 +52,16 @@ LOC_ACTIVITY: dict[str, str] = {
     "guest": "guest", "nap": "nap", "secondary_nap": "offline", "host": "host",
     "secondary_too_late": "exiting", **dict.fromkeys(_EXIT_LOCS, "exiting"),
     **dict.fromkeys(_CEDE_LOCS, "cede"),
+    # POWER9 path: a thread leaving the guest alone, running kvmppc_cede, or idle in the
+    # host while its vcpu's task sleeps (shown like an offline thread: free for the host).
+    _P9_EXIT: "exiting", _P9_CEDE: "cede", _P9_STOP: "offline",
 }
 
 
 def thread_activity(s: Machine, i: int) -> str:
     """What hardware thread ``i`` is doing, for timelines: "guest", "nap" (napping in
-    H_CEDE), "cede" (real-mode cede / wake code), "entry", "exiting", "offline"
-    (secondary_nap), "host"."""
+    H_CEDE), "cede" (real-mode cede / wake code; kvmppc_cede on POWER9), "entry",
+    "exiting", "offline" (secondary_nap; on POWER9 idle in the host), "host"."""
     return LOC_ACTIVITY.get(s.threads[i].loc, "entry")
 
 
@@ -130,6 +136,14 @@ class _Clock:
             "kvmppc_decrementer_func": c.hrtimer_latency,
             "H_PROD: smp_mb; test ceded": c.realmode_step,
             "store visible": c.store_drain,
+            # POWER9 path (kvmcede.p9): one thread enters / leaves alone; the host side
+            # handles one vcpu, not a whole vcore.
+            "kvmhv_run_single_vcpu": c.host_step,
+            "kvmhv_p9_guest_entry": c.p9_guest_entry,
+            "kvmhv_p9_guest_entry: exit": c.p9_guest_exit,
+            "kvmppc_cede": c.realmode_step,
+            "kvmhv_run_single_vcpu: after exit": c.host_step,
+            "kvmhv_run_single_vcpu: woken": c.host_wakeup,
         }
 
     def cost(self, s: Machine, step: Step) -> int:

@@ -139,6 +139,9 @@ class Thread(NamedTuple):
     fprs: int = 0
     #: Trap number of the exit this thread is taking (0 for a handled hcall).
     trap: int = 0
+    #: POWER9 path only: this thread's own HDEC has expired (the host's next timer event;
+    #: HDEC is per thread on POWER9, so the tick takes each thread out on its own).
+    hdec_expired: bool = False
 
 
 class Vcore(NamedTuple):
@@ -154,7 +157,8 @@ class Vcore(NamedTuple):
     nap_count: int = 0
     #: Secondaries the host IPI'd to start this run.
     n_woken: int = 0
-    #: 1 while the core's partition registers hold the guest's LPID/SDR1.
+    #: 1 while the core's partition registers hold the guest's LPID/SDR1.  (POWER9 path:
+    #: the number of threads in the guest, each with the guest's LPID on its own.)
     in_guest: int = 0
     #: ``runnable_threads``: vcpu ids in list order (``n_runnable`` is its length).
     runnable: tuple[int, ...] = ()
@@ -242,6 +246,9 @@ class Vcpu(NamedTuple):
     #: Interrupts raised for this vcpu and not yet delivered at their vector (bitmap of
     #: ``1 << BOOK3S_IRQPRIO_*``; used for the delivery property and latency metric).
     raised: int = 0
+    #: ``vcpu->arch.thread_cpu`` (POWER9 path): the hardware thread the vcpu runs on while
+    #: in ``kvmhv_run_single_vcpu``'s guest entry, -1 outside; the thread a kick IPIs.
+    thread_cpu: int = -1
 
 
 class Task(NamedTuple):

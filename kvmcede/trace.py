@@ -68,6 +68,10 @@ class Metrics:
     * ``lost_guest_us`` (the commit's headline inefficiency): time vcpus with work spent
       out of the guest in whole-core exits caused by *another* vcpu's idleness
       (:data:`IDLENESS_REASONS`); ``lost_by_reason``: the same for every reason.
+    * ``vcpu_exits`` / ``vcpu_exits_by_reason`` (POWER9 path): exits that took one vcpu's
+      thread, and only it, out of the guest.  They are never whole-core exits, so on
+      POWER9 ``whole_core_exits`` and the lost guest time stay 0: no vcpu is pulled out
+      by another's exit.  ``host_ipis`` there counts the kicks' IPIs to a vcpu's thread.
     """
 
     duration_us: float
@@ -92,6 +96,8 @@ class Metrics:
     polls_succeeded: int = 0
     polls_failed: int = 0
     poll_us: float = 0.0
+    vcpu_exits: int = 0
+    vcpu_exits_by_reason: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         """The headline numbers as one flat dict (what sweeps put in a table row)."""
@@ -116,6 +122,7 @@ class Metrics:
         out["latency_mean_us"] = round(sum(v["mean"] * v["count"] for v in lat) / cnt, 3) \
             if cnt else 0.0
         out["latency_max_us"] = round(max((v["max"] for v in lat), default=0.0), 3)
+        out["vcpu_exits"] = self.vcpu_exits
         return out
 
     def table(self) -> str:
@@ -125,6 +132,10 @@ class Metrics:
                 ("whole-core exits", str(self.whole_core_exits))]
         for r, c in sorted(self.exits_by_reason.items()):
             rows.append((f"  exits: {r}", str(c)))
+        if self.vcpu_exits:
+            rows.append(("per-vcpu exits (POWER9)", str(self.vcpu_exits)))
+            for r, c in sorted(self.vcpu_exits_by_reason.items()):
+                rows.append((f"  vcpu exits: {r}", str(c)))
         rows += [("IPIs to napping threads", str(self.ipis_to_nappers)),
                  ("host IPIs to thread 0 (kicks)", str(self.host_ipis)),
                  ("naps in H_CEDE", str(self.naps)),
@@ -150,6 +161,7 @@ class Metrics:
 def _compute_metrics(tr: Trace) -> Metrics:
     us = tr.us
     exits: dict[str, int] = {}
+    vcpu_exits: dict[str, int] = {}
     ipis_napper = host_ipis = naps = sleeps = wakeups = 0
     polls = {"succeeded": 0, "failed": 0}
     poll_ticks = 0
@@ -190,13 +202,15 @@ def _compute_metrics(tr: Trace) -> Metrics:
                 reason = f"external ({last_kick} kick)"
             exits[reason] = exits.get(reason, 0) + 1
             cause = (reason, kicked if reason != ev.detail else ev.vcpu)
+        elif k == "vcpu_exit":
+            vcpu_exits[ev.detail] = vcpu_exits.get(ev.detail, 0) + 1
         elif k == "kvmppc_hv_entry" and ev.thread == 0:
             advance(ev.time)
             cause = None
         elif k == "ipi":
             if ev.thread >= 0:
                 ipis_napper += 1
-            elif ev.detail.startswith("host reschedule"):
+            elif ev.detail.startswith(("host reschedule", "host IPI")):
                 host_ipis += 1
                 last_kick = ev.detail.rsplit("(", 1)[-1].rstrip(")")
                 kicked = ev.vcpu
@@ -242,7 +256,9 @@ def _compute_metrics(tr: Trace) -> Metrics:
         lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
         kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}",
         polls_succeeded=polls["succeeded"], polls_failed=polls["failed"],
-        poll_us=us(poll_ticks))
+        poll_us=us(poll_ticks),
+        vcpu_exits=sum(vcpu_exits.values()), vcpu_exits_by_reason=dict(sorted(
+            vcpu_exits.items())))
 
 
 @dataclass
