@@ -1,4 +1,4 @@
-"""Named scenarios: the worked examples of the reference, and a few more.
+"""Named scenarios: the worked examples of the kernel reference, and a few more.
 
 Each :class:`Scenario` is a configuration, a workload and a duration chosen so that the
 timed simulator really shows what the scenario is about: the S-numbered ones are the
@@ -31,7 +31,7 @@ __all__ = ["SCENARIOS", "Scenario", "scenario"]
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """A named configuration + workload + duration, with a title and a description that
-    cites the reference section it illustrates."""
+    names the kernel routines (or worked example, or commit) it illustrates."""
 
     name: str
     title: str
@@ -92,7 +92,7 @@ _ALL: tuple[Scenario, ...] = (
         "kvmppc_run_core starts it with A as ptid 0 on the runner's own thread 0; B, C and D "
         "then join the running vcore late (first KVM_RUN, exit count 0) as ptids 1-3 in list "
         "order, each thread getting cpu_start = 0x80 and an XICS IPI, so n_woken = 3 "
-        "(reference 5.2, 5.3 and S1).  Each thread increments the entry count while the exit "
+        "(kvmppc_run_core, kvmppc_run_vcpu, worked example S1).  Each thread increments the entry count while the exit "
         "count is 0, and the primary sets vcore->in_guest = 1 (section 4).",
         Config(), _wl("S1", (Busy(100),), (Busy(100),), (Busy(100),), (Busy(100),)), 30.0),
     Scenario(
@@ -100,7 +100,7 @@ _ALL: tuple[Scenario, ...] = (
         "C calls H_CEDE: kvmppc_h_cede sets MSR[EE] and ceded, finds no prod, sets trap = 0 "
         "and r3 = H_SUCCESS, sets bit 2 of napping_threads (popcount 1 < entry count 4) and "
         "paca napping, re-checks the exit count, saves its NV GPRs and FPRs and naps "
-        "(reference section 2 and S2).  A, B and D keep running and the host is not "
+        "(kvmppc_h_cede, worked example S2).  A, B and D keep running and the host is not "
         "involved.",
         Config(), _wl("S2", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Busy(5), Idle(1000)),
                       (_A_B_D_BUSY,)), 60.0),
@@ -110,7 +110,7 @@ _ALL: tuple[Scenario, ...] = (
         "system reset vector into kvm_start_guest and kvm_end_cede, does not ack an IPI "
         "(the wake reason is not external), reloads its registers, clears its napping bit "
         "and, with no exit in progress, kvmppc_cede_reentry synthesizes the decrementer "
-        "interrupt at 0x900 and clears ceded (reference 3.1-3.3 and S3).  The guest sees "
+        "interrupt at 0x900 and clears ceded (kvm_start_guest, kvm_end_cede, kvmppc_cede_reentry, worked example S3).  The guest sees "
         "H_CEDE return H_SUCCESS straight into its timer handler; no other thread is "
         "disturbed.",
         Config(), _wl("S3", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Busy(5), Idle(30), Busy(200)),
@@ -120,7 +120,7 @@ _ALL: tuple[Scenario, ...] = (
         "B, C and D nap (bits 1-3); when A cedes, popcount(0b1111) = 4 >= entry count 4, "
         "so kvmppc_h_cede returns H_TOO_HARD with A's bit unset and A still ceded, and A "
         "exits first: HDEC poke and IPIs to threads 1-3, which wake, ack the IPI, see the "
-        "exit count and join the exit (reference sections 2, 4 and S4).  The host finds "
+        "exit count and join the exit (kvmppc_h_cede, the exit path, worked example S4).  The host finds "
         "every vcpu ceded with trap 0, arms the four DEC hrtimers (kvmppc_set_timer) and "
         "the runner sleeps on vc->wq in kvmppc_vcore_blocked.",
         Config(), _wl("S4", *_S4_PROGRAMS), 100.0),
@@ -128,7 +128,7 @@ _ALL: tuple[Scenario, ...] = (
         "S5", "A sleeping vcore is woken by B's decrementer",
         "S4 continued: B's DEC hrtimer fires, kvmppc_decrementer_func queues a DEC and "
         "kvm_vcpu_kick wakes the runner on vc->wq; the runner injects 0x900 into B, which "
-        "ends B's cede (reference 5.5 and S5).  kvmppc_run_core gives B ptid 0 (so vcpu0 "
+        "ends B's cede (kvm_vcpu_kick, worked example S5).  kvmppc_run_core gives B ptid 0 (so vcpu0 "
         "is B, run on thread 0 by A's task) and the ceded A, C, D ptids 1-3; all four are "
         "started, A, C and D return from H_CEDE with nothing to do and cede again into "
         "nap because B is running.",
@@ -139,7 +139,7 @@ _ALL: tuple[Scenario, ...] = (
         "re-reads entry_exit_count; the timed simulator produces exactly that interleaving "
         "because B's busy burst is 1.5 real-mode steps longer than C's.  C sees the exit "
         "in progress, does not nap, clears its bit and joins the exit as a non-first "
-        "exiter through hcall_real_fallback (reference 2 step 10, S12); the host keeps C "
+        "exiter through hcall_real_fallback (kvmppc_h_cede step 10, worked example S12); the host keeps C "
         "ceded with its DEC hrtimer armed while B goes to userspace (KVM_EXIT_MMIO).",
         Config(), _wl("S12", (_A_B_D_BUSY,), (Busy(10 + 1.5 * _RM_US), Mmio(), Busy(200)),
                       (Busy(10), Idle(2000)), (_A_B_D_BUSY,)), 60.0),
@@ -148,7 +148,7 @@ _ALL: tuple[Scenario, ...] = (
         "With one vcpu the entry count is 1, so popcount(own bit) = 1 >= 1 and every "
         "H_CEDE returns H_TOO_HARD: the core exits (old = 1, so no HDEC poke and no IPIs), "
         "the host arms the DEC hrtimer and the vcore sleeps until the timer fires "
-        "(reference S15).  This is the same cost as before the commit.",
+        "(worked example S15).  This is the same cost as before the commit.",
         Config(threads_per_core=1, vcpus=1), _wl("S15", (Busy(10), Idle(50), Busy(20))),
         100.0),
     Scenario(
@@ -156,15 +156,15 @@ _ALL: tuple[Scenario, ...] = (
         "B naps; A's MMIO takes the core out and B stays ceded in the host.  When A comes "
         "back from userspace the runnable list is B, A, yet A gets ptid 0 (non-ceded first) "
         "and B ptid 1; both are started (n_woken = 1), B's entry cancels its cede, B returns "
-        "from H_CEDE, cedes again and naps because popcount 1 < entry count 2 (reference "
-        "5.2 step 3 and S17).",
+        "from H_CEDE, cedes again and naps because popcount 1 < entry count 2 (kvmppc_run_core "
+        "step 3, worked example S17).",
         _SMT2, _wl("S17", (Busy(20), Mmio(), Busy(400)), (Idle(3000),)), 150.0),
     Scenario(
         "S22", "Before the commit: one idle vcpu takes the whole core out (policy host)",
         "S2/S3 under policy 'host': H_CEDE is not in hcall_real_table, so C's cede exits "
         "the whole core (HDEC poke, no napping threads to IPI), the host marks C ceded and "
         "arms its DEC hrtimer, and A, B, D re-enter without it; when C's timer fires, the "
-        "kick IPIs thread 0 and the whole core leaves the guest again (reference S22 and "
+        "kick IPIs thread 0 and the whole core leaves the guest again (worked example S22 and "
         "5.5).  Two whole-core exits per idle transition; the pre-commit host handler is "
         "inferred.",
         Config(policy="host"), _wl("S22", (_A_B_D_BUSY,), (_A_B_D_BUSY,),
@@ -174,13 +174,13 @@ _ALL: tuple[Scenario, ...] = (
         "vcpu 0 computes for 20 ms while vcpus 1-3 run short bursts between idle periods of "
         "about a millisecond.  With real-mode H_CEDE each idle transition is a nap and a "
         "wake-up inside the guest partition; the busy vcpu never leaves the guest for "
-        "them (commit message of 19ccb76a; reference sections 2-3).",
+        "them (commit message of 19ccb76a; kvmppc_h_cede, kvm_end_cede).",
         Config(), _wl("headline", *_headline_programs(_HEADLINE_US)), _HEADLINE_US),
     Scenario(
         "headline-host", "One busy vcpu, three idle ones, before the commit (policy host)",
         "The headline workload under policy 'host': every H_CEDE and every wake-up of a "
         "vcpu ceded in the host takes the whole core, and with it the busy vcpu, out of "
-        "the guest (reference S22 and 5.5; the pre-commit handler is inferred).  Compare "
+        "the guest (worked example S22, kvm_vcpu_kick; the pre-commit handler is inferred).  Compare "
         "its exits and lost guest time with the headline scenario's.",
         Config(policy="host"), _wl("headline-host", *_headline_programs(_HEADLINE_US)),
         _HEADLINE_US),
@@ -189,7 +189,7 @@ _ALL: tuple[Scenario, ...] = (
         "D's task calls KVM_RUN for the first time while the vcore runs with A and B busy "
         "and C napping: kvmppc_run_vcpu sees a STOPPED vcpu, a RUNNING vcore and an exit "
         "count of 0, gives D ptid n_runnable - 1 = 3 and starts its thread at once, which "
-        "raises n_woken and, on entry, the entry count (reference 5.3 step 2).  Only a "
+        "raises n_woken and, on entry, the entry count (kvmppc_run_vcpu step 2).  Only a "
         "first KVM_RUN joins this way in 3.4; a vcpu back from userspace waits for the "
         "vcore's next run.",
         Config(), _wl("late-join", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Busy(5), Idle(5000)),
@@ -198,32 +198,32 @@ _ALL: tuple[Scenario, ...] = (
         "mmio", "An MMIO exit needs the host",
         "B loads from an emulated device: the HDSI exits the whole core, the first exiter "
         "IPIs napping C, and the host returns B to userspace with KVM_EXIT_MMIO and marks "
-        "it BUSY_IN_HOST (reference 4 and 5.2 step 9).  While n_busy != 0 nobody runs the "
+        "it BUSY_IN_HOST (the exit path, kvmppc_run_core step 9).  While n_busy != 0 nobody runs the "
         "vcore, so A and D wait for B's emulation before the vcore restarts (5.3).",
         Config(), _wl("mmio", (_A_B_D_BUSY,), (Busy(20), Mmio(), Busy(200)), (Idle(5000),),
                       (_A_B_D_BUSY,)), 150.0),
     Scenario(
         "h-prod", "A vcpu prods a napping vcpu (H_PROD)",
         "A calls H_PROD on C, which naps with no timer: H_PROD is not handled in real mode, "
-        "so the core exits, the host sets C's prodded flag (reference 5.6; this scenario "
+        "so the core exits, the host sets C's prodded flag (kvmppc_pseries_do_hcall; this scenario "
         "runs Linux 4.10's fixes, so a prodded vcpu counts as woken) and restarts the vcore "
         "with C not ceded.  C returns from H_CEDE, cedes again, finds prodded set and "
-        "returns at once (kvm_cede_prodded, reference 2 step 4).",
+        "returns at once (kvm_cede_prodded, kvmppc_h_cede step 4).",
         Config.linux("4.10"), _wl("h-prod", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
                       (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
     Scenario(
         "remote-prod", "H_PROD from another core reaches a napping vcpu",
         "A vcpu on another core prods C while C naps in the running vcore: prodded = 1, "
         "smp_mb, C is ceded, so kvm_vcpu_kick sends smp_send_reschedule to vcpu->cpu, "
-        "which is thread 0 of the core, and the whole core leaves the guest (reference "
-        "5.5, 5.6).  On re-entry C returns from H_CEDE and finds its prod.  (Runs Linux "
+        "which is thread 0 of the core, and the whole core leaves the guest "
+        "(kvm_vcpu_kick, kvmppc_pseries_do_hcall).  On re-entry C returns from H_CEDE and finds its prod.  (Runs Linux "
         "4.10's fixes; in 3.4 H_PROD tests the caller and kicks nobody.)",
         Config.linux("4.10"), _wl("remote-prod", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Idle(None), Busy(100)),
                       (_A_B_D_BUSY,), events=(RemoteProd(40.0, 2),)), 120.0),
     Scenario(
         "signal", "Signals to vcpu tasks",
         "B's task, asleep in kvmppc_wait_for_exec while B runs, is woken by a signal but "
-        "must wait for the running vcore (reference 5.3 step 4).  A's task is the runner, "
+        "must wait for the running vcore (kvmppc_run_vcpu step 4).  A's task is the runner, "
         "running on thread 0; its signal's reschedule IPI (kick_process, inferred) takes "
         "the core out, both vcpus leave with KVM_EXIT_INTR, and each re-enters KVM_RUN.",
         _SMT2, _wl("signal", (Busy(300),), (Busy(300),),
@@ -232,7 +232,7 @@ _ALL: tuple[Scenario, ...] = (
         "ppc970", "PPC970: no nap in the guest",
         "On PPC970 (no ARCH_206) kvmppc_h_cede sets trap = 0 and r3 = H_SUCCESS and then "
         "always returns H_TOO_HARD, so every cede exits to the host, which arms the DEC "
-        "hrtimer and sleeps the vcore (reference 2 step 6); the wake-up is delivered at "
+        "hrtimer and sleeps the vcore (kvmppc_h_cede step 6); the wake-up is delivered at "
         "0x900 by the host.  HV KVM on PPC970 has no SMT vcores, so this is S15 without "
         "the choice.",
         Config(cpu="PPC970", threads_per_core=1, vcpus=1),
@@ -242,7 +242,7 @@ _ALL: tuple[Scenario, ...] = (
         "A naps on thread 0 while B runs; a device interrupt for A makes kvm_vcpu_kick "
         "IPI vcpu->cpu, which is thread 0.  kvm_end_cede acks the IPI only on secondaries, "
         "so the primary re-enters the guest (delivering the external at 0x500) with the "
-        "IPI still pending and at once takes the whole core out to the host (reference 3.2 "
+        "IPI still pending and at once takes the whole core out to the host (kvm_end_cede "
         "step 2 and 5.5).",
         _SMT2, _wl("primary-wake", (Busy(20), Idle(None)), (Busy(300),),
                    events=(Interrupt(60.0, 0),)), 120.0),
@@ -250,20 +250,20 @@ _ALL: tuple[Scenario, ...] = (
         "held-timer", "A timer that fires while the vcore is held is delivered in real mode",
         "C naps; A's MMIO takes the core out and C stays ceded in the host with its DEC "
         "hrtimer armed, which fires while A is in userspace (n_busy = 1), so the DEC is "
-        "queued and the kick finds nobody to wake (reference 5.5).  In 3.4 "
+        "queued and the kick finds nobody to wake (kvm_vcpu_kick).  In 3.4 "
         "kvmppc_run_vcpu counts ceded vcpus before it delivers interrupts (5.3), so when A "
         "is back C is still ceded: it gets the last ptid, is started ceded, and "
-        "kvmppc_cede_reentry synthesizes the 0x900 in real mode (reference 3.3) instead of "
+        "kvmppc_cede_reentry synthesizes the 0x900 in real mode (kvmppc_cede_reentry) instead of "
         "the host injecting it.",
         Config(vcpus=3), _wl("held-timer", (Busy(20), Mmio(60), Busy(300)), (Busy(300),),
                              (Idle(30), Busy(100))), 150.0),
     Scenario(
         "h-prod-3.4", "H_PROD in Linux 3.4 as shipped: both bugs at once",
         "The h-prod workload on Linux 3.4 as shipped: H_PROD sets C's prodded flag but "
-        "tests and wakes the caller (bug hprod_wakes_caller, reference 5.6), and the count "
+        "tests and wakes the caller (bug hprod_wakes_caller, kvmppc_pseries_do_hcall), and the count "
         "ignores prodded, so C is restarted ceded.  C returns from H_CEDE, cedes again and "
         "finds prodded set, but the branch to the prodded code lands on the nap sequence "
-        "(bug prodded_branch, reference 2 step 4): C naps with no napping bit and no saved "
+        "(bug prodded_branch, kvmppc_h_cede step 4): C naps with no napping bit and no saved "
         "registers.",
         Config(), _wl("h-prod-3.4", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
                       (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
@@ -273,7 +273,7 @@ _ALL: tuple[Scenario, ...] = (
         "(S15); with change 0cda69dd kvmppc_vcore_blocked first polls "
         "kvmppc_vcore_check_block() in VCORE_POLLING for vc->halt_poll_ns, and a DEC "
         "hrtimer that fires inside the window is seen without a scheduler wake-up "
-        "(reference 7, 2016 halt polling).  The window starts at 0, grows after short "
+        "(the later changes: 2016 halt polling).  The window starts at 0, grows after short "
         "blocks and is reset by a long one; halt_poll_ns is raised to 100 us here because "
         "the model's illustrative host wake-up (20 us) exceeds the 10 us default.",
         Config(threads_per_core=1, vcpus=1, changes={"0cda69dd"},
@@ -287,14 +287,14 @@ _ALL: tuple[Scenario, ...] = (
         "and its kick takes the core out before C enters.  On the next entry "
         "kvmppc_cede_reentry finds the external pending with MSR[EE] off and sets LPCR_MER, "
         "so the external is taken at 0x500 as soon as C's timer handler re-enables EE "
-        "(reference 3.3).",
+        "(kvmppc_cede_reentry).",
         Config(vcpus=3), _wl("mediated-external", (Busy(20), Mmio(40), Busy(3000)),
                              (Busy(3000),), (Idle(25), Idle(None)),
                              events=(Interrupt(80.0, 2),)), 200.0),
     Scenario(
         "p9-headline", "The headline workload on the POWER9 path",
-        "The headline workload with cpu 'POWER9' (Linux 4.20+ P9 path, 95a6432c; reference "
-        "section 7): every vcpu runs alone in kvmhv_run_single_vcpu on its own thread.  An "
+        "The headline workload with cpu 'POWER9' (Linux 4.20+ P9 path, 95a6432c; the later "
+        "changes): every vcpu runs alone in kvmhv_run_single_vcpu on its own thread.  An "
         "idle vcpu's H_CEDE exits only its own thread; kvmppc_cede marks it ceded, the host "
         "arms its DEC hrtimer (kvmppc_set_timer) and its task sleeps on the vcpu's rcuwait, "
         "leaving the thread free for the host; the timer's kick (kvmppc_fast_vcpu_kick_hv) "
@@ -310,7 +310,7 @@ _ALL: tuple[Scenario, ...] = (
         "kvmppc_fast_vcpu_kick_hv wakes C's task (C is on no thread, so no IPI).  "
         "kvmppc_vcpu_check_block sees C woken (prodded), ceded = 0, C re-enters, returns "
         "from H_CEDE with nothing to do, cedes again, and kvmppc_cede finds prodded set: "
-        "it clears it and H_CEDE returns at once (reference section 7).  B and D never "
+        "it clears it and H_CEDE returns at once (the later changes).  B and D never "
         "leave the guest.",
         _P9, _wl("p9-h-prod", (Busy(100), Prod(2), Busy(300)), (_A_B_D_BUSY,),
                  (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
