@@ -4,8 +4,9 @@ Serves ``book/_build/html`` on 127.0.0.1 and visits every page listed in
 ``book/_toc.yml`` in Debian chromium: each page shows its title as its H1, every
 chapter shows at least one figure and every image on it loaded, every same-origin link
 answers 200 (and its #fragment exists), chapters carry a Binder launch link to their
-notebook, and widgets with stored state are rendered. One chapter is screenshotted into
-``test-artifacts/``.
+notebook, and widgets with stored state are rendered. Every page of the site (those and
+the generated ones: index, search, genindex) loads with no console error and no
+uncaught exception. One chapter is screenshotted into ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urldefrag, urlparse
 import pytest
 import yaml
 
-from tests.browser.conftest import BOOK, REPO
+from tests.browser.conftest import BOOK, REPO, SITE
 
 pytestmark = [pytest.mark.browser, pytest.mark.book]
 
@@ -99,12 +100,41 @@ def _status(request_context, url: str) -> tuple[int, str]:
     return _FETCHED[url]
 
 
+class ConsoleProblems(list):
+    """Console errors and uncaught page errors of one page, recorded from before it
+    loads (warnings and logs are not problems: embed.js warns about its own schema)."""
+
+    def __init__(self, page):
+        super().__init__()
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.append(f"uncaught: {error}"))
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            where = message.location or {}
+            self.append(f"console.error: {message.text} "
+                        f"(at {where.get('url', '?')}:{where.get('lineNumber', '?')})")
+
+
+def assert_clean_console(page, problems: ConsoleProblems, name: str) -> None:
+    """Let the page's async scripts and requests finish, then require no problems."""
+    page.wait_for_load_state("networkidle")
+    assert not problems, f"{name}: the browser console is not clean:\n" + "\n".join(problems)
+
+
 DOCNAMES = toc_docnames()
+#: The pages Sphinx writes besides the documents (index redirect, search, genindex...).
+#: Templates under _static/ are not pages.
+GENERATED = sorted(
+    str(path.relative_to(SITE).with_suffix("")) for path in SITE.glob("*.html")
+    if str(path.relative_to(SITE).with_suffix("")) not in DOCNAMES
+) if SITE.is_dir() else ["index", "search", "genindex"]
 
 
 @pytest.mark.parametrize("docname", DOCNAMES)
 def test_page(page, site_url, artifacts_dir, docname):
     url = f"{site_url}/{docname}.html"
+    problems = ConsoleProblems(page)
     response = page.goto(url, wait_until="load")
     assert (
         response is not None and response.status == 200
@@ -170,7 +200,18 @@ def test_page(page, site_url, artifacts_dir, docname):
             bad.append(f"{href} -> no element with id {fragment!r}")
     assert not bad, f"{docname}: broken internal links:\n" + "\n".join(bad)
 
+    # --- a clean console --------------------------------------------------------------
+    assert_clean_console(page, problems, docname)
+
     if docname == SCREENSHOT_PAGE:
         shot = artifacts_dir / f"site-{Path(docname).name}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generated_page_has_a_clean_console(page, site_url, name):
+    problems = ConsoleProblems(page)
+    response = page.goto(f"{site_url}/{name}.html", wait_until="load")
+    assert response is not None and response.status == 200, f"{name}: {response and response.status}"
+    assert_clean_console(page, problems, name)
