@@ -4,9 +4,10 @@ Serves ``book/_build/html`` on 127.0.0.1 and visits every page listed in
 ``book/_toc.yml`` in Debian chromium: each page shows its title as its H1, every
 chapter shows at least one figure and every image on it loaded, every same-origin link
 answers 200 (and its #fragment exists), chapters carry a Binder launch link to their
-notebook, and widgets with stored state are rendered. Every page of the site (those and
-the generated ones: index, search, genindex) loads with no console error and no
-uncaught exception. One chapter is screenshotted into ``test-artifacts/``.
+notebook, links to other sites are https, and widgets with stored state are rendered.
+Every page of the site (those and the generated ones: index, search, genindex) loads
+with no console error and no uncaught exception. One chapter is screenshotted into
+``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ def test_page(page, site_url, artifacts_dir, docname):
         elif fragment and body and f'id="{fragment}"' not in body:
             bad.append(f"{href} -> no element with id {fragment!r}")
     assert not bad, f"{docname}: broken internal links:\n" + "\n".join(bad)
+    insecure = sorted({h for h in hrefs
+                       if h.startswith("http://") and urlparse(h).netloc != origin})
+    assert not insecure, f"{docname}: links to other sites must be https: {insecure}"
 
     # --- a clean console --------------------------------------------------------------
     assert_clean_console(page, problems, docname)
