@@ -7,7 +7,7 @@ drives the one model with two schedulers: a timed simulator (:func:`simulate`) a
 interleaving explorer (:func:`explore`).
 """
 
-from .config import ABLATIONS, BUGS, TIMEBASE_HZ, Config, CostModel
+from .config import ABLATIONS, BASE_KERNEL, BUGS, CHANGES, TIMEBASE_HZ, Config, CostModel
 from .guest import (
     Busy,
     Confer,
@@ -31,7 +31,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABLATIONS",
+    "BASE_KERNEL",
     "BUGS",
+    "CHANGES",
     "INVARIANTS",
     "TIMEBASE_HZ",
     "Busy",

@@ -9,21 +9,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
-__all__ = ["ABLATIONS", "BUGS", "TIMEBASE_HZ", "Config", "CostModel"]
+__all__ = ["ABLATIONS", "BASE_KERNEL", "BUGS", "CHANGES", "TIMEBASE_HZ", "Config", "CostModel"]
 
 #: POWER7 timebase frequency (Hz).  The timebase ticks at 512 MHz on POWER7 systems
 #: (Linux reads it from the device tree's ``timebase-frequency``; 512000000 on POWER7).
 TIMEBASE_HZ = 512_000_000
 
-#: Historical bugs that shipped, each switchable (all off by default).
-BUGS: dict[str, str] = {
-    "prodded_branch": (
-        "3.1-3.5: the branch to the prodded case of kvmppc_h_cede used local label '1f' "
-        "and landed on the nap sequence instead (fixed by 04f995a5, Aug 2012)"),
-    "hprod_wakes_caller": (
-        "3.2-4.9: H_PROD set the target's prodded flag but woke the calling vcpu's wait "
-        "queue, so a sleeping target stayed asleep (fixed by 8464c884, 2016)"),
+#: The later kernel changes the model knows, by abbreviated commit id.  The default
+#: configuration is **Linux 3.4 as shipped** (no change applied, the bugs that shipped
+#: included); each change is switched on by naming it in ``Config.changes`` (or all
+#: changes up to a kernel version at once with :meth:`Config.linux`).
+#: id -> (first kernel version with it, title, what it changes in the model)
+CHANGES: dict[str, tuple[str, str, str]] = {
+    "04f995a5": (
+        "3.6", "KVM: PPC: Book3S HV: Fix incorrect branch in H_CEDE code",
+        "a prodded vcpu's H_CEDE returns at once (kvm_cede_prodded) instead of napping "
+        "unflagged; removes bug 'prodded_branch'"),
+    "8464c884": (
+        "4.10", "KVM: PPC: Book3S HV: Fix H_PROD to actually wake the target vcpu",
+        "H_PROD tests and kicks the target (not the caller), and a prodded vcpu counts as "
+        "woken; removes bug 'hprod_wakes_caller'"),
 }
+
+#: The bugs that shipped in 3.4, each with the change that fixed it.  A bug is present
+#: in a configuration exactly when its fix is not in ``Config.changes``.
+#: name -> (fixing change, description)
+BUGS: dict[str, tuple[str, str]] = {
+    "prodded_branch": ("04f995a5", (
+        "3.1-3.5: the branch to the prodded case of kvmppc_h_cede used local label '1f' "
+        "and landed on the nap sequence instead (fixed by 04f995a5, Linux 3.6)")),
+    "hprod_wakes_caller": ("8464c884", (
+        "3.2-4.9: H_PROD set the target's prodded flag but tested and woke the calling "
+        "vcpu, so a sleeping target stayed asleep (fixed by 8464c884, Linux 4.10)")),
+}
+
+#: The kernel the default configuration models.
+BASE_KERNEL = "3.4"
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
 
 #: Teaching ablations: each removes one line's worth of the protocol.
 ABLATIONS: dict[str, str] = {
@@ -125,7 +151,13 @@ class Config:
     the pre-commit host handler are **inferred**, see :mod:`kvmcede.host`).
     ``cpu``: ``"POWER7"`` or ``"PPC970"`` (no nap in the guest: kvmppc_h_cede always
     returns H_TOO_HARD; SMT1 only).
-    ``bugs``: names from :data:`BUGS`; ``ablations``: names from :data:`ABLATIONS`.
+    ``changes``: the later kernel changes switched on, by commit id (names from
+    :data:`CHANGES`); none by default, i.e. **Linux 3.4 as shipped**, with the bugs that
+    shipped (:data:`BUGS`).  :meth:`linux` builds the configuration of a later kernel
+    version; :attr:`kernel` says in words which kernel a configuration runs, and
+    :attr:`bugs` which shipped bugs it still has.
+    ``ablations``: names from :data:`ABLATIONS` (teaching: one line of the protocol
+    removed).
     ``memory``: ``"sc"`` (sequentially consistent) or ``"store_buffer"``.
     ``seed``: seed of random workloads built from this configuration.
     """
@@ -134,7 +166,7 @@ class Config:
     vcpus: int = 4
     policy: str = "realmode"
     cpu: str = "POWER7"
-    bugs: frozenset[str] = frozenset()
+    changes: frozenset[str] = frozenset()
     ablations: frozenset[str] = frozenset()
     memory: str = "sc"
     costs: CostModel = field(default_factory=CostModel)
@@ -142,8 +174,8 @@ class Config:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        # Accept any iterable of names for bugs/ablations (lists from a widget or JSON).
-        for name in ("bugs", "ablations"):
+        # Accept any iterable of names for changes/ablations (lists from a widget or JSON).
+        for name in ("changes", "ablations"):
             v = getattr(self, name)
             if isinstance(v, str):
                 raise ValueError(f"{name} must be a collection of names, not the string "
@@ -172,9 +204,10 @@ class Config:
         if self.cpu == "PPC970" and self.threads_per_core != 1:
             raise ValueError("threads_per_core must be 1 when cpu is 'PPC970' (no SMT in "
                              f"HV KVM on PPC970), got {self.threads_per_core}")
-        bad = sorted(set(self.bugs) - set(BUGS))
+        bad = sorted(str(c) for c in set(self.changes) - set(CHANGES))
         if bad:
-            raise ValueError(f"bugs: unknown name(s) {bad}; allowed: {sorted(BUGS)}")
+            raise ValueError(f"changes: unknown change(s) {bad}; allowed (commit ids): "
+                             f"{sorted(CHANGES)}")
         bad = sorted(set(self.ablations) - set(ABLATIONS))
         if bad:
             raise ValueError(f"ablations: unknown name(s) {bad}; allowed: "
@@ -191,9 +224,43 @@ class Config:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
-    def replace(self, **changes: object) -> Config:
+    def replace(self, **fields_: object) -> Config:
         """A copy with some fields changed (validated like a new Config)."""
-        return replace(self, **changes)
+        return replace(self, **fields_)
+
+    @classmethod
+    def linux(cls, version: str, **fields_: object) -> Config:
+        """The configuration of Linux ``version``: every change of :data:`CHANGES` that
+        went into that version or an earlier one is switched on (``Config.linux("3.4")``
+        is the default configuration; ``Config.linux("4.10")`` has both bug fixes).
+        Other fields as keyword arguments."""
+        if not isinstance(version, str) or not all(p.isdigit() for p in version.split(".")):
+            raise ValueError(f"version must be a kernel version such as '3.4' or '4.10', "
+                             f"got {version!r}")
+        if _version(version) < _version(BASE_KERNEL):
+            raise ValueError(f"version must be {BASE_KERNEL} or later (the model starts "
+                             f"from Linux {BASE_KERNEL}), got {version!r}")
+        if "changes" in fields_:
+            raise ValueError("changes: give either a kernel version or changes, not both")
+        wanted = frozenset(c for c, (v, _, _) in CHANGES.items()
+                           if _version(v) <= _version(version))
+        return cls(changes=wanted, **fields_)
+
+    @property
+    def bugs(self) -> frozenset[str]:
+        """The shipped bugs (:data:`BUGS`) this configuration still has: those whose fix
+        is not in :attr:`changes`."""
+        return frozenset(b for b, (fix, _) in BUGS.items() if fix not in self.changes)
+
+    @property
+    def kernel(self) -> str:
+        """Which kernel this configuration runs, in words: ``"Linux 3.4 as shipped"`` or
+        ``"Linux 3.4 + 04f995a5 (3.6)"``; recorded in every trace and metrics table."""
+        if not self.changes:
+            return f"Linux {BASE_KERNEL} as shipped"
+        added = sorted(self.changes, key=lambda c: (_version(CHANGES[c][0]), c))
+        return f"Linux {BASE_KERNEL} + " + " + ".join(
+            f"{c} ({CHANGES[c][0]})" for c in added)
 
     def ticks(self, us: float) -> int:
         """Microseconds to timebase ticks at this configuration's timebase."""
@@ -207,7 +274,7 @@ class Config:
         """A JSON-ready dict (sorted names) that :meth:`from_dict` reverses exactly."""
         return {
             "threads_per_core": self.threads_per_core, "vcpus": self.vcpus,
-            "policy": self.policy, "cpu": self.cpu, "bugs": sorted(self.bugs),
+            "policy": self.policy, "cpu": self.cpu, "changes": sorted(self.changes),
             "ablations": sorted(self.ablations), "memory": self.memory,
             "costs": {f.name: getattr(self.costs, f.name) for f in fields(self.costs)},
             "timebase_hz": self.timebase_hz, "seed": self.seed,
@@ -215,6 +282,11 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
+        """The configuration :meth:`to_dict` wrote."""
         d = dict(d)
+        if "bugs" in d:
+            raise ValueError("bugs: no longer a field; the bugs that shipped are on by "
+                             "default and a fix is switched on by naming its commit in "
+                             f"'changes' (allowed: {sorted(CHANGES)})")
         d["costs"] = CostModel(**d.get("costs", {}))
         return cls(**d)

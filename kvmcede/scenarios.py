@@ -204,19 +204,20 @@ _ALL: tuple[Scenario, ...] = (
     Scenario(
         "h-prod", "A vcpu prods a napping vcpu (H_PROD)",
         "A calls H_PROD on C, which naps with no timer: H_PROD is not handled in real mode, "
-        "so the core exits, the host sets C's prodded flag (reference 5.6; the 8464c884 "
-        "fix is on by default, so a prodded vcpu counts as woken) and restarts the vcore "
+        "so the core exits, the host sets C's prodded flag (reference 5.6; this scenario "
+        "runs Linux 4.10's fixes, so a prodded vcpu counts as woken) and restarts the vcore "
         "with C not ceded.  C returns from H_CEDE, cedes again, finds prodded set and "
         "returns at once (kvm_cede_prodded, reference 2 step 4).",
-        Config(), _wl("h-prod", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+        Config.linux("4.10"), _wl("h-prod", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
                       (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
     Scenario(
         "remote-prod", "H_PROD from another core reaches a napping vcpu",
         "A vcpu on another core prods C while C naps in the running vcore: prodded = 1, "
         "smp_mb, C is ceded, so kvm_vcpu_kick sends smp_send_reschedule to vcpu->cpu, "
         "which is thread 0 of the core, and the whole core leaves the guest (reference "
-        "5.5, 5.6).  On re-entry C returns from H_CEDE and finds its prod.",
-        Config(), _wl("remote-prod", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Idle(None), Busy(100)),
+        "5.5, 5.6).  On re-entry C returns from H_CEDE and finds its prod.  (Runs Linux "
+        "4.10's fixes; in 3.4 H_PROD tests the caller and kicks nobody.)",
+        Config.linux("4.10"), _wl("remote-prod", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Idle(None), Busy(100)),
                       (_A_B_D_BUSY,), events=(RemoteProd(40.0, 2),)), 120.0),
     Scenario(
         "signal", "Signals to vcpu tasks",

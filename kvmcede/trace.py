@@ -84,6 +84,8 @@ class Metrics:
     lost_guest_us: float
     lost_by_reason: dict[str, float]
     lost_by_vcpu: dict[int, float] = field(default_factory=dict)
+    #: Which kernel and policy produced the trace (``Config.kernel``, policy, cpu).
+    kernel: str = ""
 
     def summary(self) -> dict[str, float]:
         """The headline numbers as one flat dict (what sweeps put in a table row)."""
@@ -112,7 +114,8 @@ class Metrics:
 
     def table(self) -> str:
         """A plain-text table of the metrics (what the CLI prints)."""
-        rows = [("duration", f"{self.duration_us:,.1f} us"),
+        rows = [("kernel", self.kernel)] if self.kernel else []
+        rows += [("duration", f"{self.duration_us:,.1f} us"),
                 ("whole-core exits", str(self.whole_core_exits))]
         for r, c in sorted(self.exits_by_reason.items()):
             rows.append((f"  exits: {r}", str(c)))
@@ -222,7 +225,8 @@ def _compute_metrics(tr: Trace) -> Metrics:
         time_split={v: {a: us(t) for a, t in d.items()} for v, d in split.items()},
         latency=latency, undelivered=sum(len(p) for p in raised.values()),
         lost_guest_us=sum(lost_by_vcpu.values()),
-        lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu)
+        lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
+        kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}")
 
 
 @dataclass

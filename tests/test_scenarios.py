@@ -485,14 +485,14 @@ def test_remote_prod_kicks_thread_zero_and_the_whole_core_exits(run):
 
 
 def test_remote_prod_wakes_a_sleeping_vcore_only_with_the_8464c884_fix():
-    cfg = Config(threads_per_core=2, vcpus=2)
+    cfg = Config.linux("4.10", threads_per_core=2, vcpus=2)
     wl = Workload(((Idle(5000),), (Idle(None),)), (RemoteProd(60.0, 1),))
     fixed = Run(_simulate(cfg, wl, until=200, check_invariants=True))
     kick = fixed.one("kvm_vcpu_kick", vcpu=B)
     assert kick.before.vcore.vcore_state == VCORE_SLEEPING
     assert "wake_up_interruptible" in kick.ev.detail
     fixed.one("kvm_cede_prodded", vcpu=B)
-    buggy = Run(_simulate(cfg.replace(bugs={"hprod_wakes_caller"}), wl, until=200,
+    buggy = Run(_simulate(cfg.replace(changes={"04f995a5"}), wl, until=200,
                           check_invariants=True))
     assert not buggy.rows("kvm_vcpu_kick") and not buggy.rows("kvm_cede_prodded")
     assert buggy.final.vcpus[B].prodded == 1
