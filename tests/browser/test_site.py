@@ -117,9 +117,16 @@ class ConsoleProblems(list):
                         f"(at {where.get('url', '?')}:{where.get('lineNumber', '?')})")
 
 
+#: How long a loaded page is watched for late errors (timers, fetches after "load").
+SETTLE_MS = 500
+
+
 def assert_clean_console(page, problems: ConsoleProblems, name: str) -> None:
-    """Let the page's async scripts and requests finish, then require no problems."""
-    page.wait_for_load_state("networkidle")
+    """Watch the loaded page a moment longer, then require no problems.  ("load" waits
+    for every script, async ones included; playwright's "networkidle" is not used: it
+    sometimes never arrives in this chromium although no request is pending.)"""
+    page.wait_for_function("document.readyState === 'complete'")
+    page.wait_for_timeout(SETTLE_MS)
     assert not problems, f"{name}: the browser console is not clean:\n" + "\n".join(problems)
 
 
@@ -218,4 +225,10 @@ def test_generated_page_has_a_clean_console(page, site_url, name):
     problems = ConsoleProblems(page)
     response = page.goto(f"{site_url}/{name}.html", wait_until="load")
     assert response is not None and response.status == 200, f"{name}: {response and response.status}"
+    # index.html is only <meta http-equiv="Refresh" content="0; url=intro.html">: follow
+    # it to the end, so that the check covers the page it lands on.
+    redirect = re.search(r'http-equiv="Refresh" content="\d+;\s*url=([^"]+)"',
+                         (SITE / f"{name}.html").read_text(encoding="utf-8"), re.IGNORECASE)
+    if redirect:
+        page.wait_for_url(f"{site_url}/{redirect.group(1)}", wait_until="load")
     assert_clean_console(page, problems, name)
