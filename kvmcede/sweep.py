@@ -6,7 +6,10 @@ row per run, with the run's parameters and :meth:`Metrics.summary()
 <kvmcede.trace.Metrics.summary>` — in a fixed order that does not depend on which run
 finished first.  The work goes through ``executor.submit`` and the futures it returns,
 nothing else, so the same sweep runs on a local process pool (the default), a thread
-pool, or a cluster executor such as Dask's ``client.get_executor()``.
+pool, or a cluster executor such as Dask's ``client.get_executor()`` (``pip install
+"kvmcede[cluster]"``; tested against a ``distributed.LocalCluster`` of worker
+processes) — with the same rows, and with ``traces=True`` byte-identical trace JSON,
+whichever runs them.
 
 >>> from kvmcede.sweep import SerialExecutor, sweep
 >>> res = sweep({"policy": ["realmode", "host"]}, duration_us=2000,
@@ -18,10 +21,12 @@ pool, or a cluster executor such as Dask's ``client.get_executor()``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import csv
 import inspect
 import itertools
 import math
+import operator
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,8 +36,10 @@ from typing import Any, overload
 from .config import Config, CostModel
 from .guest import Workload, random_workload
 from .sim import simulate
+from .trace import Trace
 
-__all__ = ["CONFIG_KEYS", "SerialExecutor", "SweepResult", "metric_names", "sweep"]
+__all__ = ["CONFIG_KEYS", "SerialExecutor", "SweepError", "SweepResult", "metric_names",
+           "sweep"]
 
 #: Config fields a grid may vary (``seed`` comes from ``seeds=``; the cost model is varied
 #: one field at a time as ``"costs.<field>"``, in timebase ticks).
@@ -44,6 +51,12 @@ _ROW_CONFIG = ("policy", "threads_per_core", "vcpus", "cpu", "memory", "changes"
 _NAME_SETS = ("changes", "ablations")
 
 WorkloadFn = Callable[..., Workload]
+
+
+class SweepError(RuntimeError):
+    """A run of a sweep failed with something other than a ValueError (which is re-raised
+    as a ValueError).  The message names the grid point; ``__cause__`` is the exception
+    the run raised (behind a process pool, it carries the worker's traceback)."""
 
 
 class SerialExecutor(cf.Executor):
@@ -73,11 +86,15 @@ class SweepResult(Sequence):
     ``duration_us``, ``seed``); ``metrics`` names the metric columns
     (:meth:`Metrics.summary() <kvmcede.trace.Metrics.summary>` plus ``steps``, the number
     of model steps the run took).  Collections of names (``changes``, ``ablations``) are
-    written as one string joined with ``+`` ("" for none), so every cell is a scalar."""
+    written as one string joined with ``+`` ("" for none), so every cell is a scalar.
+    ``traces``: with ``sweep(..., traces=True)``, each run's trace as
+    :meth:`Trace.to_json() <kvmcede.trace.Trace.to_json>` text, in row order (else
+    None); :meth:`trace` rebuilds one."""
 
     rows: list[dict[str, Any]]
     params: tuple[str, ...]
     metrics: tuple[str, ...]
+    traces: tuple[str, ...] | None = None
 
     @overload
     def __getitem__(self, i: int) -> dict[str, Any]: ...
@@ -92,6 +109,12 @@ class SweepResult(Sequence):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
+
+    def trace(self, i: int) -> Trace:
+        """The :class:`~kvmcede.trace.Trace` of row ``i`` (needs ``traces=True``)."""
+        if self.traces is None:
+            raise ValueError("this sweep kept no traces; run sweep(..., traces=True)")
+        return Trace.from_json(self.traces[i])
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -158,7 +181,11 @@ def _workload_keys(workload_fn: WorkloadFn) -> tuple[dict[str, Any], bool]:
 
     The contract for a workload function: ``workload_fn(config, duration_us, *, seed,
     **params) -> Workload``, like :func:`~kvmcede.guest.random_workload`."""
-    sig = inspect.signature(workload_fn)
+    try:
+        sig = inspect.signature(workload_fn)
+    except (TypeError, ValueError) as e:  # some builtins and C callables have none
+        raise ValueError(f"workload_fn must take (config, duration_us, *, seed, **params); "
+                         f"cannot read the signature of {workload_fn!r}: {e}") from e
     params = list(sig.parameters.values())
     if len(params) < 2 or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD):
@@ -230,6 +257,9 @@ def _points(grids: Sequence[Mapping[str, Any]], seeds: list[int], duration_us: f
                              f"(or a list of such mappings), got {grid!r}")
         axes: list[tuple[str, list[Any]]] = []
         for key, vals in grid.items():
+            if not isinstance(key, str):
+                raise ValueError(f"grid keys must be parameter names (strings), got "
+                                 f"{key!r}; allowed keys: {allowed}")
             if key == "seed":
                 raise ValueError("grid key 'seed' is not allowed: pass seeds=(...) to "
                                  f"sweep(); allowed grid keys: {allowed}")
@@ -296,22 +326,48 @@ def _points(grids: Sequence[Mapping[str, Any]], seeds: list[int], duration_us: f
 # Running
 # ============================================================================================
 
-def _run_chunk(workload_fn: WorkloadFn, duration_us: float,
-               chunk: list[_Point]) -> list[dict[str, Any]]:
-    """Run one chunk of points (in a worker process); return their metric dicts.
+#: The attribute a worker sets on the exception of a failed run: the run's point index.
+#: (An instance attribute travels with the exception through pickle, so the parent can
+#: name the grid point whichever executor carried it.)
+_FAILED_POINT = "kvmcede_sweep_point"
 
-    Top-level so that process pools can pickle it by reference."""
+
+def _run_chunk(workload_fn: WorkloadFn, duration_us: float, chunk: list[_Point],
+               keep_traces: bool = False) -> list[tuple[dict[str, Any], str | None]]:
+    """Run one chunk of points (in a worker); return each run's metrics and, if
+    ``keep_traces``, its trace JSON.
+
+    Top-level so that process pools can pickle it by reference.  A failing run's
+    exception propagates, marked with the run's point index (see :func:`_failure`)."""
     out = []
     for p in chunk:
         try:
             wl = workload_fn(p.config, duration_us, seed=p.seed, **p.wparams)
             tr = simulate(p.config, wl, until=duration_us)
-        except ValueError as e:
-            raise ValueError(f"{p.label}: {e}") from e
+        except Exception as e:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(e, _FAILED_POINT, p.index)
+            raise
         row = tr.metrics.summary()
         row["steps"] = len(tr.steps)
-        out.append(row)
+        out.append((row, tr.to_json() if keep_traces else None))
     return out
+
+
+def _failure(e: Exception, chunk: list[_Point]) -> Exception:
+    """The exception to raise (``from e``) for a chunk whose future raised ``e``: its
+    message names the failed grid point (or the chunk's points, when the executor lost
+    track of which: e.g. a worker process died).  A ValueError stays a ValueError (bad
+    workload parameters are input errors); anything else becomes a SweepError."""
+    k = getattr(e, _FAILED_POINT, None)
+    failed = [p for p in chunk if p.index == k] or chunk
+    if len(failed) == 1:
+        where = failed[0].label
+    else:
+        where = f"one of {len(failed)} grid points, {failed[0].label} to {failed[-1].label}"
+    if isinstance(e, ValueError):
+        return ValueError(f"{where}: {e}")
+    return SweepError(f"{where}: {type(e).__name__}: {e}")
 
 
 def _cpu_count() -> int:
@@ -329,11 +385,50 @@ def metric_names() -> tuple[str, ...]:
     return (*tr.metrics.summary(), "steps")
 
 
+def _grids(grid: object) -> list[Mapping[str, Any]]:
+    """The list of grid mappings ``sweep(grid)`` was given, or ValueError."""
+    what = ("a mapping of parameter name -> list of values, e.g. "
+            "{'policy': ['realmode', 'host']}, or a list of such mappings")
+    if grid is None:
+        raise ValueError(f"grid is required: give {what}")
+    if isinstance(grid, Mapping):
+        return [grid]
+    if isinstance(grid, str | bytes) or not isinstance(grid, Iterable):
+        raise ValueError(f"grid must be {what}; got {grid!r}")
+    grids = list(grid)
+    if not grids:
+        raise ValueError(f"grid is an empty list; give at least one mapping ({what})")
+    for k, g in enumerate(grids):
+        if not isinstance(g, Mapping):
+            raise ValueError(f"grid[{k}] must be a mapping of parameter name -> list of "
+                             f"values, got {g!r}")
+    return grids
+
+
+def _seed_list(seeds: object) -> list[int]:
+    if isinstance(seeds, int):
+        raise ValueError(f"seeds must be a list of integers, got {seeds!r}; write "
+                         f"seeds=[{seeds}]")
+    if seeds is None or isinstance(seeds, str | bytes) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a list of integers, got {seeds!r}")
+    out = []
+    for s in seeds:
+        try:
+            if isinstance(s, bool):
+                raise TypeError
+            out.append(operator.index(s))  # int, or an integer type such as numpy's
+        except TypeError:
+            raise ValueError(f"seeds must be integers, got {s!r}") from None
+    if not out:
+        raise ValueError("seeds is empty; give at least one integer seed")
+    return out
+
+
 def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any]]], *,
           seeds: Iterable[int] = (0,), duration_us: float = 20_000.0,
           executor: cf.Executor | None = None, progress: bool = True,
           workload_fn: WorkloadFn | None = None, max_workers: int | None = None,
-          chunksize: int | None = None) -> SweepResult:
+          chunksize: int | None = None, traces: bool = False) -> SweepResult:
     """Simulate every point of ``grid`` for every seed; return one row per run.
 
     ``grid`` maps parameter names to lists of values; the runs are its cartesian
@@ -351,18 +446,24 @@ def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any
     Each run simulates ``workload_fn(config, duration_us, seed=seed, **params)`` for
     ``duration_us`` microseconds with ``Config(..., seed=seed)``.  Rows come in grid
     order (the first key varies slowest, seeds fastest), whatever order the runs finish
-    in.  Invalid grids raise :class:`ValueError` before anything runs (unknown key,
-    empty list, a value Config rejects); a bad workload parameter raises ValueError
-    from the run, naming the grid point.
+    in.  Invalid arguments raise :class:`ValueError` naming the argument before anything
+    runs (no or a malformed grid, unknown key, empty list, a value Config rejects, bad
+    seeds, executor, ...).  A run that fails is re-raised naming its grid point, chained
+    to what it raised (``raise ... from``): a ValueError (e.g. a bad workload
+    parameter) as a ValueError, anything else as a :class:`SweepError`.
 
-    ``executor``: any ``concurrent.futures.Executor``, or any object whose ``submit(fn,
-    *args)`` returns something with ``result()`` — e.g. a Dask ``distributed.Client`` —
-    since nothing else is used; it is not shut down.  Default: a
+    ``executor``: any ``concurrent.futures.Executor`` — a process or thread pool, or a
+    cluster's, e.g. Dask's ``distributed.Client(...).get_executor()`` — or any object
+    whose ``submit(fn, *args)`` returns something with ``result()`` (a Dask
+    ``Client`` itself), since nothing else is used; it is not shut down.  Default: a
     ``ProcessPoolExecutor`` with ``max_workers`` (default: the CPUs this process may
     use) and the runs grouped in chunks of ``chunksize`` (default: about four chunks
     per worker; 1 with a given executor), shut down afterwards.  A process pool
-    pickles ``workload_fn``: it must be a module-level function.
+    pickles ``workload_fn``: it must be a module-level function (Dask's cloudpickle
+    also takes lambdas and closures).
     ``progress``: show a ``tqdm.auto`` bar (notebook-aware) when tqdm is installed.
+    ``traces``: also keep each run's trace as JSON (``res.traces``, ``res.trace(i)``);
+    they can be large (every event of every run).
     """
     if workload_fn is None:
         workload_fn = random_workload
@@ -372,25 +473,24 @@ def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any
             or not 0 < duration_us < math.inf):
         raise ValueError(f"duration_us must be a positive finite number of microseconds, "
                          f"got {duration_us!r}")
-    if isinstance(seeds, int):
-        raise ValueError(f"seeds must be a list of integers, got {seeds!r}; write "
-                         f"seeds=[{seeds}]")
-    seed_list = list(seeds)
-    if not seed_list:
-        raise ValueError("seeds is empty; give at least one integer seed")
-    for s in seed_list:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise ValueError(f"seeds must be integers, got {s!r}")
+    seed_list = _seed_list(seeds)
     for name, v in (("max_workers", max_workers), ("chunksize", chunksize)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
-    if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise ValueError(f"executor must have a submit(fn, *args) method (a "
-                         f"concurrent.futures.Executor), got {executor!r}")
+    for name, v in (("progress", progress), ("traces", traces)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
+    if executor is not None:
+        if isinstance(executor, type):
+            raise ValueError(f"executor must be an executor instance, got the class "
+                             f"{executor.__name__}; write executor={executor.__name__}()")
+        if not callable(getattr(executor, "submit", None)):
+            raise ValueError(f"executor must have a submit(fn, *args) method (a "
+                             f"concurrent.futures.Executor, e.g. ProcessPoolExecutor(), "
+                             f"ThreadPoolExecutor(), SerialExecutor() or a Dask client's "
+                             f"get_executor()), got {executor!r}")
 
-    grids = [grid] if isinstance(grid, Mapping) else list(grid)
-    if not grids:
-        raise ValueError("grid is an empty list; give at least one mapping")
+    grids = _grids(grid)
     wkeys, var_kw = _workload_keys(workload_fn)
     points, rows, params = _points(grids, seed_list, duration_us, wkeys, var_kw)
     metrics = metric_names()
@@ -411,19 +511,30 @@ def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any
     else:
         size = chunksize or 1
     chunks = [points[i:i + size] for i in range(0, len(points), size)]
-    results: list[list[dict[str, Any]] | None] = [None] * len(chunks)
+    results: list[list[tuple[dict[str, Any], str | None]] | None] = [None] * len(chunks)
+    futures: list[Any] = []
     try:
-        futures = [executor.submit(_run_chunk, workload_fn, duration_us, c) for c in chunks]
-        index = {id(f): k for k, f in enumerate(futures)}
-        bar = _bar(len(points)) if progress else None
+        bar = None
         try:
+            for c in chunks:
+                try:
+                    futures.append(executor.submit(_run_chunk, workload_fn, duration_us, c,
+                                                   traces))
+                except RuntimeError as e:  # "cannot schedule new futures after shutdown"
+                    raise ValueError(f"executor {executor!r} refused the work ({e}); was "
+                                     f"it shut down? Pass an open executor, or none") from e
+            index = {id(f): k for k, f in enumerate(futures)}
+            bar = _bar(len(points)) if progress else None
             if all(isinstance(f, cf.Future) for f in futures):
                 done: Iterable[Any] = cf.as_completed(futures)
             else:  # an executor-like whose futures only promise .result(): in order
                 done = futures
             for f in done:
                 k = index[id(f)]
-                results[k] = f.result()
+                try:
+                    results[k] = f.result()
+                except Exception as e:
+                    raise _failure(e, chunks[k]) from e
                 if bar is not None:
                     bar.update(len(chunks[k]))
         except BaseException:
@@ -439,11 +550,14 @@ def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
 
+    kept: list[str | None] = [None] * len(points)
     for chunk, res in zip(chunks, results, strict=True):
         assert res is not None and len(res) == len(chunk)
-        for p, m in zip(chunk, res, strict=True):
+        for p, (m, trace_json) in zip(chunk, res, strict=True):
             rows[p.index].update(m)
-    return SweepResult(rows=rows, params=params, metrics=metrics)
+            kept[p.index] = trace_json
+    return SweepResult(rows=rows, params=params, metrics=metrics,
+                       traces=tuple(t for t in kept if t is not None) if traces else None)
 
 
 def _bar(total: int):

@@ -9,7 +9,14 @@ import threading
 import pytest
 
 from kvmcede import Config, random_workload, simulate
-from kvmcede.sweep import CONFIG_KEYS, SerialExecutor, SweepResult, metric_names, sweep
+from kvmcede.sweep import (
+    CONFIG_KEYS,
+    SerialExecutor,
+    SweepError,
+    SweepResult,
+    metric_names,
+    sweep,
+)
 
 GRID = {"policy": ["realmode", "host"], "idle_fraction": [0.25, 0.75]}
 SHORT_US = 2000.0
@@ -240,3 +247,152 @@ def test_result_is_a_sequence_of_rows():
 def test_config_keys_are_config_fields():
     fields = set(Config.__dataclass_fields__)
     assert set(CONFIG_KEYS) <= fields
+
+
+# --------------------------------------------------------------------------- hardening
+
+@pytest.mark.parametrize("grid", [
+    None, "policy", 5, [], [5], [{"policy": ["host"]}, "idle_fraction"], {1: ["host"]},
+])
+def test_missing_or_malformed_grid_raises_value_error_naming_grid(grid):
+    with pytest.raises(ValueError, match="grid") as e:
+        _serial(grid)
+    assert "mapping" in str(e.value) or "parameter names" in str(e.value)
+
+
+class _Seed:
+    """An integer type that is not int (as numpy's are)."""
+
+    def __index__(self):
+        return 1
+
+
+def test_seeds_accept_any_integer_type():
+    assert [r["seed"] for r in _serial({"policy": ["host"]}, seeds=[_Seed()])] == [1]
+
+
+@pytest.mark.parametrize(("kw", "words"), [
+    ({"seeds": None}, ["seeds"]),
+    ({"seeds": "01"}, ["seeds"]),
+    ({"seeds": [True]}, ["seeds"]),
+    ({"progress": "yes"}, ["progress", "True or False"]),
+    ({"traces": 1}, ["traces", "True or False"]),
+    ({"executor": object()}, ["executor", "submit"]),
+    ({"executor": cf.ThreadPoolExecutor}, ["executor", "ThreadPoolExecutor()"]),
+    ({"workload_fn": 42}, ["workload_fn", "callable"]),
+    ({"workload_fn": dict}, ["workload_fn"]),
+    ({"chunksize": 0}, ["chunksize"]),
+])
+def test_more_bad_arguments_raise_value_error_naming_them(kw, words):
+    kw = {"duration_us": SHORT_US, "progress": False, **kw}
+    with pytest.raises(ValueError) as e:
+        sweep(GRID, **kw)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_a_shut_down_executor_is_refused_naming_the_executor():
+    pool = cf.ThreadPoolExecutor(max_workers=1)
+    pool.shutdown()
+    with pytest.raises(ValueError, match="executor .* shut down"):
+        sweep(GRID, duration_us=SHORT_US, executor=pool, progress=False)
+
+
+def test_bad_workload_value_error_is_chained_to_the_original():
+    with pytest.raises(ValueError) as e:
+        _serial({"idle_fraction": [1.5]})
+    assert isinstance(e.value.__cause__, ValueError)
+    assert "grid point" not in str(e.value.__cause__)  # the original, as raised
+
+
+class WorkloadBroke(Exception):
+    pass
+
+
+def failing_workload(config, duration_us, *, seed, idle_us):
+    """Module level, so that a process pool can run it: fails at one grid point."""
+    if idle_us == 300.0 and seed == 1:
+        raise WorkloadBroke(f"no workload for idle_us={idle_us}")
+    return random_workload(config, duration_us, idle_us=idle_us, seed=seed)
+
+
+def not_a_workload(config, duration_us, *, seed, idle_us):
+    """Returns something simulate() cannot run: the run itself fails."""
+    return "not a workload"
+
+
+FAILED_POINT = "grid point (idle_us=300.0, seed=1)"
+
+
+@pytest.mark.parametrize("make_executor", [
+    SerialExecutor,
+    lambda: cf.ThreadPoolExecutor(max_workers=2),
+    lambda: cf.ProcessPoolExecutor(max_workers=2),
+    _SubmitOnly,
+], ids=["serial", "threads", "processes", "submit-only"])
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_failing_workload_fn_is_reraised_naming_its_grid_point(make_executor, chunksize):
+    executor = make_executor()
+    try:
+        with pytest.raises(SweepError) as e:
+            sweep({"idle_us": [100.0, 200.0, 300.0]}, seeds=(0, 1), duration_us=500,
+                  executor=executor, progress=False, workload_fn=failing_workload,
+                  chunksize=chunksize)
+    finally:
+        if hasattr(executor, "shutdown"):
+            executor.shutdown()
+    message = str(e.value)
+    assert message.startswith(FAILED_POINT), message
+    assert "WorkloadBroke: no workload for idle_us=300.0" in message
+    assert isinstance(e.value.__cause__, WorkloadBroke)  # chained: the original
+
+
+def test_failing_run_is_reraised_naming_its_grid_point():
+    with pytest.raises(ValueError, match=r"^grid point \(idle_us=100\.0, seed=0\): "
+                                         r"workload must be a Workload") as e:
+        _serial({"idle_us": [100.0]}, workload_fn=not_a_workload)
+    assert isinstance(e.value.__cause__, ValueError)  # simulate()'s own error
+
+
+def test_a_failure_the_executor_cannot_pin_names_the_chunks_points():
+    class _Failing:
+        def submit(self, fn, *args):
+            fut: cf.Future = cf.Future()
+            fut.set_exception(OSError("worker lost"))
+            return fut
+
+    with pytest.raises(SweepError) as e:
+        sweep({"idle_us": [100.0, 200.0]}, duration_us=SHORT_US, executor=_Failing(),
+              progress=False, chunksize=2)
+    assert str(e.value).startswith("one of 2 grid points, grid point (idle_us=100.0, "
+                                   "seed=0) to grid point (idle_us=200.0, seed=0)")
+    assert "OSError: worker lost" in str(e.value)
+
+
+# --------------------------------------------------------------------------- traces
+
+def test_kept_traces_are_each_runs_trace_json_in_row_order():
+    res = _serial(seeds=(3,), traces=True)
+    assert res.traces is not None and len(res.traces) == len(res) == 4
+    config = Config(policy="host", seed=3)
+    wl = random_workload(config, SHORT_US, idle_fraction=0.75, seed=3)
+    assert res.traces[3] == simulate(config, wl, until=SHORT_US).to_json()
+    assert res.trace(3).metrics.summary()["cede_exits"] == res[3]["cede_exits"]
+
+
+def test_traces_are_byte_identical_whichever_executor_runs_them():
+    serial = _serial(seeds=(0, 1), traces=True)
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = sweep(GRID, seeds=(0, 1), duration_us=SHORT_US, executor=pool,
+                         progress=False, traces=True, chunksize=3)
+    pooled = sweep(GRID, seeds=(0, 1), duration_us=SHORT_US, progress=False,
+                   max_workers=2, traces=True)
+    assert threaded.traces == serial.traces == pooled.traces
+    assert threaded.rows == serial.rows == pooled.rows
+
+
+def test_no_traces_unless_asked():
+    res = _serial()
+    assert res.traces is None
+    with pytest.raises(ValueError, match="traces=True"):
+        res.trace(0)

@@ -4,7 +4,9 @@ Serves ``book/_build/html`` on 127.0.0.1 and visits every page listed in
 ``book/_toc.yml`` in Debian chromium: each page shows its title as its H1, every
 chapter shows at least one figure and every image on it loaded, every same-origin link
 answers 200 (and its #fragment exists), chapters carry a Binder launch link to their
-notebook, and widgets with stored state are rendered. One chapter is screenshotted into
+notebook, links to other sites are https, and widgets with stored state are rendered.
+Every page of the site (those and the generated ones: index, search, genindex) loads
+with no console error and no uncaught exception. One chapter is screenshotted into
 ``test-artifacts/``.
 """
 
@@ -18,7 +20,7 @@ from urllib.parse import urldefrag, urlparse
 import pytest
 import yaml
 
-from tests.browser.conftest import BOOK, REPO
+from tests.browser.conftest import BOOK, REPO, SITE
 
 pytestmark = [pytest.mark.browser, pytest.mark.book]
 
@@ -99,12 +101,48 @@ def _status(request_context, url: str) -> tuple[int, str]:
     return _FETCHED[url]
 
 
+class ConsoleProblems(list):
+    """Console errors and uncaught page errors of one page, recorded from before it
+    loads (warnings and logs are not problems: embed.js warns about its own schema)."""
+
+    def __init__(self, page):
+        super().__init__()
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.append(f"uncaught: {error}"))
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            where = message.location or {}
+            self.append(f"console.error: {message.text} "
+                        f"(at {where.get('url', '?')}:{where.get('lineNumber', '?')})")
+
+
+#: How long a loaded page is watched for late errors (timers, fetches after "load").
+SETTLE_MS = 500
+
+
+def assert_clean_console(page, problems: ConsoleProblems, name: str) -> None:
+    """Watch the loaded page a moment longer, then require no problems.  ("load" waits
+    for every script, async ones included; playwright's "networkidle" is not used: it
+    sometimes never arrives in this chromium although no request is pending.)"""
+    page.wait_for_function("document.readyState === 'complete'")
+    page.wait_for_timeout(SETTLE_MS)
+    assert not problems, f"{name}: the browser console is not clean:\n" + "\n".join(problems)
+
+
 DOCNAMES = toc_docnames()
+#: The pages Sphinx writes besides the documents (index redirect, search, genindex...).
+#: Templates under _static/ are not pages.
+GENERATED = sorted(
+    str(path.relative_to(SITE).with_suffix("")) for path in SITE.glob("*.html")
+    if str(path.relative_to(SITE).with_suffix("")) not in DOCNAMES
+) if SITE.is_dir() else ["index", "search", "genindex"]
 
 
 @pytest.mark.parametrize("docname", DOCNAMES)
 def test_page(page, site_url, artifacts_dir, docname):
     url = f"{site_url}/{docname}.html"
+    problems = ConsoleProblems(page)
     response = page.goto(url, wait_until="load")
     assert (
         response is not None and response.status == 200
@@ -169,8 +207,28 @@ def test_page(page, site_url, artifacts_dir, docname):
         elif fragment and body and f'id="{fragment}"' not in body:
             bad.append(f"{href} -> no element with id {fragment!r}")
     assert not bad, f"{docname}: broken internal links:\n" + "\n".join(bad)
+    insecure = sorted({h for h in hrefs
+                       if h.startswith("http://") and urlparse(h).netloc != origin})
+    assert not insecure, f"{docname}: links to other sites must be https: {insecure}"
+
+    # --- a clean console --------------------------------------------------------------
+    assert_clean_console(page, problems, docname)
 
     if docname == SCREENSHOT_PAGE:
         shot = artifacts_dir / f"site-{Path(docname).name}.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generated_page_has_a_clean_console(page, site_url, name):
+    problems = ConsoleProblems(page)
+    response = page.goto(f"{site_url}/{name}.html", wait_until="load")
+    assert response is not None and response.status == 200, f"{name}: {response and response.status}"
+    # index.html is only <meta http-equiv="Refresh" content="0; url=intro.html">: follow
+    # it to the end, so that the check covers the page it lands on.
+    redirect = re.search(r'http-equiv="Refresh" content="\d+;\s*url=([^"]+)"',
+                         (SITE / f"{name}.html").read_text(encoding="utf-8"), re.IGNORECASE)
+    if redirect:
+        page.wait_for_url(f"{site_url}/{redirect.group(1)}", wait_until="load")
+    assert_clean_console(page, problems, name)
