@@ -61,8 +61,9 @@ _EXT_BITS = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL
 #: has ``lwsync`` between its ``stwcx.`` to entry_exit_count and the load of
 #: napping_threads (after the HDEC poke).  Neither orders the store before the load (see
 #: :meth:`kvmcede.edit.Edit.store`), which matters only under memory "store_buffer".
-#: ``"sync"`` instead (what-if: a full barrier; later kernels put a ``sync`` on the exit
-#: side) makes the load wait until the thread's stores are visible.  Not a Config field:
+#: ``"sync"`` instead (what-if: a full barrier; ~v4.x kernels put a ``sync`` on the exit
+#: side and an ``isync`` on the cede side, which orders no store before a later load
+#: either) makes the load wait until the thread's stores are visible.  Not a Config field:
 #: the kernels the model knows all have ``lwsync`` here; tests set it to ask the question.
 BARRIERS: dict[str, str] = {"kvmppc_h_cede": "lwsync", "hdec_soon": "lwsync"}
 
@@ -201,7 +202,8 @@ _GUARDS: dict[str, Callable[[Machine, int, object], bool]] = {
 
 #: The locations where a thread's step depends on more than the thread itself and its
 #: vcpu: the vcore (guest code takes the HDEC; guards on in_guest, the exit count) or the
-#: store buffers (the syncs in kvmppc_h_cede).  Model.enabled keeps the step of a thread
+#: store buffers (syncs and ptesync, the lwarx/stwcx. updates of napping_threads and
+#: entry_exit_count, the BARRIERS what-if).  Model.enabled keeps the step of a thread
 #: anywhere else while the vcore and the store buffers change.
 THREAD_READS_SHARED = frozenset({
     "guest", "kvmppc_cede_reentry", "secondary_too_late", "hdec_soon.wait_in_guest",
