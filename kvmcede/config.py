@@ -70,6 +70,8 @@ ABLATIONS: dict[str, str] = {
     "no_nv_save": "kvmppc_h_cede naps without saving the NV GPRs and FPRs",
     "no_cede_sync": "no sync between setting ceded and reading prodded (only visible in "
                     "memory mode 'store_buffer')",
+    "weak_cede_barrier": "no barrier between kvmppc_h_cede's napping_threads stwcx. and its "
+                         "re-read of entry_exit_count: the store may still be buffered",
 }
 
 POLICIES = ("realmode", "host")

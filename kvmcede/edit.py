@@ -92,21 +92,71 @@ class Edit:
         self.budget = tuple(b)
 
     # ---- memory with optional store buffers (memory mode "store_buffer") ---------------
-    def store(self, writer: int, field: str, v: int, value: int, buffered: bool) -> None:
-        """Store ``vcpu[v].field = value``; in store-buffer mode a ``buffered`` store sits
-        in the writer's FIFO until a ``drain`` step makes it visible to others."""
-        if buffered and self.m.config.memory == "store_buffer":
-            self.stores = (*self.stores, Store(writer, field, v, value))
+    def store(self, writer: int, field: str, v: int, value: int, buffered: bool,
+              always: bool = False) -> None:
+        """Store ``value`` to ``vcpu[v].field`` (``v`` >= 0) or to the vcore's ``field``
+        (``v`` == -1).
+
+        The memory model (memory mode ``"store_buffer"``).  Each hardware thread (and the
+        remote prodder) has a FIFO of plain stores not yet visible to the others; a
+        ``drain`` step (:func:`kvmcede.interrupts.drain`) makes the oldest one visible.
+        A thread's loads see its own newest buffered store to the location (forwarding),
+        else memory; loads are performed in program order.  The barriers, after the
+        Power ISA 2.06 Book II §1.7.3 (atomic update: ``lwarx``/``stwcx.``) and §4.4.3
+        (memory barrier instructions):
+
+        * ``sync`` (and the ``ptesync`` of the nap sequence) waits until all of the
+          thread's earlier stores are visible: the step after it is enabled only when
+          the thread's buffer is empty;
+        * ``lwsync`` orders load/load, load/store and store/store, but *not* a store
+          before a later load.  A FIFO buffer and in-order loads already keep the first
+          three, so ``lwsync`` is no step at all here;
+        * ``lwarx``/``stwcx.`` on ``napping_threads`` or ``entry_exit_count`` is an
+          atomic update of the coherent location: it reads the newest value in
+          coherence order and its store comes right after that value.  Modelled as: the
+          update is enabled only when no *other* thread has a store to that location in
+          its buffer (until then the ``stwcx.`` fails and the loop retries), it reads the
+          location as the thread sees it (then the coherent value), and its new value
+          goes into the thread's buffer like a plain store.  So a *plain* store earlier
+          in program order may still be buffered before it (FIFO: it stays ahead), and a
+          later load may be satisfied before the ``stwcx.`` is visible to the other
+          threads: the ISA gives ``stwcx.`` no store/load ordering of its own.
+
+        ``buffered``: this store is one the kernel makes without a ``sync`` right after
+        it; it is buffered only in memory mode ``"store_buffer"``, or whatever the mode
+        with ``always`` (an ablation that removes a barrier), or when the writer has older
+        stores still buffered (FIFO).  Other stores act on memory at once.
+
+        The model is stronger than POWER in two ways, so a protocol it passes may still
+        fail on POWER, while each counterexample it finds is a POWER execution: a store
+        becomes visible to all other threads at once (POWER is not multi-copy atomic),
+        and loads are never reordered (the protocol has ``lwsync`` or an address or
+        control dependency with ``isync`` where that would matter).
+        """
+        stores = self.stores
+        if (always or (buffered and self.m.config.memory == "store_buffer")
+                or (stores and any(st.writer == writer for st in stores))):
+            self.stores = (*stores, Store(writer, field, v, value))
+        elif v < 0:
+            self.vc(**{field: value})
         else:
             self.vcpu(v, **{field: value})
 
     def load(self, reader: int, field: str, v: int) -> int:
-        """Load ``vcpu[v].field`` as ``reader`` sees it: its own newest buffered store to
-        that location if any (store forwarding), else memory."""
+        """Load ``vcpu[v].field`` (``v`` == -1: the vcore's ``field``) as ``reader`` sees
+        it: its own newest buffered store to that location if any (store forwarding),
+        else memory."""
         for st in reversed(self.stores):
             if st.writer == reader and st.field == field and st.vcpu == v:
                 return st.value
-        return getattr(self.vcpus[v], field)
+        return getattr(self.vcore if v < 0 else self.vcpus[v], field)
+
+    def visible(self, st: Store) -> None:
+        """Write buffered store ``st`` to memory."""
+        if st.vcpu < 0:
+            self.vc(**{st.field: st.value})
+        else:
+            self.vcpu(st.vcpu, **{st.field: st.value})
 
     def drain_all(self, writer: int) -> None:
         """Make all of ``writer``'s buffered stores visible, oldest first (what ``sync``
@@ -116,7 +166,7 @@ class Edit:
         keep = []
         for st in self.stores:
             if st.writer == writer:
-                self.vcpu(st.vcpu, **{st.field: st.value})
+                self.visible(st)
             else:
                 keep.append(st)
         self.stores = tuple(keep)

@@ -120,10 +120,12 @@ def drain(e: Edit, writer: int) -> None:
     for k, st in enumerate(e.stores):
         if st.writer == writer:
             e.stores = e.stores[:k] + e.stores[k + 1:]
-            e.vcpu(st.vcpu, **{st.field: st.value})
+            e.visible(st)
             who = "remote H_PROD" if writer == PRODDER else f"thread {writer}"
+            what = (f"{st.field} = {st.value}" if st.vcpu >= 0 else
+                    f"vcore {st.field} = {st.value:#06x}")
             e.event("store visible", writer if writer != PRODDER else -1, st.vcpu,
-                    f"{who}'s store {st.field} = {st.value} drains from its store buffer")
+                    f"{who}'s store {what} drains from its store buffer")
             return
 
 

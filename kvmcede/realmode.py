@@ -29,6 +29,7 @@ from .state import (
     Machine,
     entry_count,
     exit_count,
+    vcore_view,
 )
 
 __all__ = ["HCALL_NAMES", "STEP_NAME", "THREAD_READS_SHARED", "THREAD_STEPS", "TRAP_NAMES",
@@ -53,6 +54,18 @@ LPCR_PECE0 = 1  # wake on external interrupt
 LPCR_PECE1 = 2  # wake on decrementer
 
 _EXT_BITS = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
+
+#: The barrier between each side's ``napping_threads`` / ``entry_exit_count`` update and
+#: its load of the other word, as in Linux 3.4: ``kvmppc_h_cede`` has ``lwsync`` between
+#: its ``stwcx.`` to napping_threads and the re-read of entry_exit_count; ``hdec_soon``
+#: has ``lwsync`` between its ``stwcx.`` to entry_exit_count and the load of
+#: napping_threads (after the HDEC poke).  Neither orders the store before the load (see
+#: :meth:`kvmcede.edit.Edit.store`), which matters only under memory "store_buffer".
+#: ``"sync"`` instead (what-if: a full barrier; ~v4.x kernels put a ``sync`` on the exit
+#: side and an ``isync`` on the cede side, which orders no store before a later load
+#: either) makes the load wait until the thread's stores are visible.  Not a Config field:
+#: the kernels the model knows all have ``lwsync`` here; tests set it to ask the question.
+BARRIERS: dict[str, str] = {"kvmppc_h_cede": "lwsync", "hdec_soon": "lwsync"}
 
 
 def exit_reason(trap: int, hcall: int) -> str:
@@ -107,6 +120,52 @@ def _own_stores_drained(s: Machine, i: int, m) -> bool:
     return not any(st.writer == i for st in s.stores)
 
 
+def _reservation_ok(s: Machine, i: int, field: str) -> bool:
+    # lwarx/stwcx. on a vcore word: the stwcx. succeeds only on the newest value in
+    # coherence order, so while another thread's update of the word sits in its store
+    # buffer this thread's loop keeps retrying (see Edit.store).
+    return not any(st.vcpu < 0 and st.field == field and st.writer != i for st in s.stores)
+
+
+def _napping_update_ok(s: Machine, i: int, m) -> bool:
+    return _own_stores_drained(s, i, m) and _reservation_ok(s, i, "napping_threads")
+
+
+def _nap_wake_ok(s: Machine, i: int, m) -> bool:
+    # kvm_end_cede clears the thread's napping_threads bit with lwarx/stwcx.
+    return _nap_can_wake(s, i, m) and (not s.stores or _reservation_ok(s, i, "napping_threads"))
+
+
+def _barrier_before_load(where: str):
+    def guard(s: Machine, i: int, m) -> bool:
+        return BARRIERS[where] != "sync" or _own_stores_drained(s, i, m)
+    return guard
+
+
+def _exit_update_ok(s: Machine, i: int, m) -> bool:
+    return not s.stores or _reservation_ok(s, i, "entry_exit_count")
+
+
+def _entry_ok(s: Machine, i: int, m) -> bool:
+    # The entry increment is an lwarx/stwcx. too; the thread has nothing buffered here
+    # (it comes from nap or from the host), so its update acts on memory at once.
+    return not s.stores or _reservation_ok(s, i, "entry_exit_count")
+
+
+def _primary_may_leave(s: Machine, i: int, m) -> bool:
+    # Spin until exit count == entry count (as this thread loads it), then switch the
+    # partition; its own exit increment must be visible before in_guest = 0 is (the
+    # LPID/SDR1 switch is surrounded by syncs).
+    eec = vcore_view(s, "entry_exit_count", i)
+    return exit_count(eec) == entry_count(eec) and _own_stores_drained(s, i, m)
+
+
+def _secondary_may_leave(s: Machine, i: int, m) -> bool:
+    # Wait for in_guest == 0; secondary_nap's lwsync orders the exit increment before
+    # nap_count++, and nap's ptesync drains the rest: model both as "drained first".
+    return s.vcore.in_guest == 0 and _own_stores_drained(s, i, m)
+
+
 def _sync_then_test_prodded(s: Machine, i: int, m) -> bool:
     # The "sync" between setting ceded and testing prodded waits for this thread's
     # stores to become visible; ablation "no_cede_sync" removes it.
@@ -119,30 +178,38 @@ _GUARDS: dict[str, Callable[[Machine, int, object], bool]] = {
     # offline (host) nap: only an IPI with cpu_start == 0x80 starts the thread in KVM
     "secondary_nap": lambda s, i, m: s.threads[i].ipi and s.threads[i].cpu_start,
     # nap in H_CEDE: external (PECE0) or decrementer (PECE1)
-    "nap": _nap_can_wake,
+    "nap": _nap_wake_ok,
+    "kvmppc_hv_entry": _entry_ok,
     # secondaries spin until the primary has switched the partition
     "kvmppc_cede_reentry": lambda s, i, m: s.vcore.in_guest == 1,
-    "secondary_too_late": lambda s, i, m: s.vcore.in_guest == 0,
+    "secondary_too_late": _secondary_may_leave,
     "kvmppc_h_cede.sync_prodded": _sync_then_test_prodded,
-    # lwarx/stwcx. and the nap sequence's ptesync: earlier stores are visible first
-    "kvmppc_h_cede.napping_threads": _own_stores_drained,
+    # lwarx/stwcx. on napping_threads (after the sync, nothing of this thread is
+    # buffered); the nap sequence's ptesync: every earlier store is visible first
+    "kvmppc_h_cede.napping_threads": _napping_update_ok,
+    "kvmppc_h_cede.recheck": _barrier_before_load("kvmppc_h_cede"),
     "kvmppc_h_cede.nap": _own_stores_drained,
+    "hdec_soon.poke": _barrier_before_load("hdec_soon"),
+    "kvm_end_cede.clear": lambda s, i, m: not s.stores or _reservation_ok(
+        s, i, "napping_threads"),
+    "hdec_soon": _exit_update_ok,
     # exit: secondaries wait for the primary to leave the partition ...
-    "hdec_soon.wait_in_guest": lambda s, i, m: s.vcore.in_guest == 0,
+    "hdec_soon.wait_in_guest": _secondary_may_leave,
     # ... and the primary waits until every entered thread has exited
-    "hdec_soon.wait_exits": lambda s, i, m: (
-        exit_count(s.vcore.entry_exit_count) == entry_count(s.vcore.entry_exit_count)),
+    "hdec_soon.wait_exits": _primary_may_leave,
 }
 
 
 #: The locations where a thread's step depends on more than the thread itself and its
 #: vcpu: the vcore (guest code takes the HDEC; guards on in_guest, the exit count) or the
-#: store buffers (the syncs in kvmppc_h_cede).  Model.enabled keeps the step of a thread
+#: store buffers (syncs and ptesync, the lwarx/stwcx. updates of napping_threads and
+#: entry_exit_count, the BARRIERS what-if).  Model.enabled keeps the step of a thread
 #: anywhere else while the vcore and the store buffers change.
 THREAD_READS_SHARED = frozenset({
     "guest", "kvmppc_cede_reentry", "secondary_too_late", "hdec_soon.wait_in_guest",
     "hdec_soon.wait_exits", "kvmppc_h_cede.sync_prodded", "kvmppc_h_cede.napping_threads",
-    "kvmppc_h_cede.nap"})
+    "kvmppc_h_cede.nap", "nap", "kvmppc_hv_entry", "kvm_end_cede.clear", "hdec_soon",
+    "kvmppc_h_cede.recheck", "hdec_soon.poke"})
 
 
 # ============================================================================================
@@ -178,15 +245,14 @@ def kvmppc_hv_entry(e: Edit, i: int) -> None:
     after the first exit goes to ``secondary_too_late`` instead of entering a core that
     is on its way out.
     """
-    vc = e.vcore
     t = e.threads[i]
     v = t.vcpu
-    eec = vc.entry_exit_count
+    eec = e.load(i, "entry_exit_count", -1)
     if exit_count(eec) != 0:
         e.thread(i, loc="secondary_too_late")
         e.event("secondary_too_late", i, v, "exit already in progress: not entering")
         return
-    e.vc(entry_exit_count=eec + 1)
+    e.store(i, "entry_exit_count", -1, eec + 1, buffered=False)
     # Load the guest's registers (non-volatile GPRs r14-r31 and FP state) from the vcpu.
     vcpu = e.vcpus[v]
     # Entry also loads the guest LPCR, so no LPCR_MER is left over from an earlier run.
@@ -294,17 +360,20 @@ def napping_decision(e: Edit, i: int) -> None:
     entered thread a napper: then return H_TOO_HARD and take the whole vcore to the
     host ("the last one out goes to the host")."""
     v = e.threads[i].vcpu
-    vc = e.vcore
     ptid = e.vcpus[v].ptid
-    new = vc.napping_threads | (1 << ptid)
-    entered = entry_count(vc.entry_exit_count)
+    entered = entry_count(e.load(i, "entry_exit_count", -1))
+    new = e.load(i, "napping_threads", -1) | (1 << ptid)  # lwarx; or; stwcx.
     if new.bit_count() >= entered:
         e.thread(i, loc="hdec_soon", trap=0)
         e.event("kvmppc_h_cede", i, v, f"popcount({new:#06b}) = {new.bit_count()} >= "
                 f"entry count {entered}: last thread awake, H_TOO_HARD -> exit to host",
                 new)
         return
-    e.vc(napping_threads=new)
+    # The stwcx.'s store may wait in the store buffer: nothing up to the nap's ptesync
+    # orders it before the re-read of entry_exit_count (3.4 has lwsync, which orders no
+    # store before a later load; weak_cede_barrier takes even that away).
+    e.store(i, "napping_threads", -1, new, buffered=True,
+            always="weak_cede_barrier" in e.m.config.ablations)
     e.thread(i, napping=1, loc="kvmppc_h_cede.recheck")
     e.event("kvmppc_h_cede", i, v, f"napping_threads |= 1 << {ptid} -> {new:#06b} "
             f"(popcount {new.bit_count()} < entry count {entered}); paca napping = 1", new)
@@ -321,7 +390,9 @@ def recheck_exit(e: Edit, i: int) -> None:
     if "no_exit_recheck" in e.m.config.ablations:
         e.thread(i, loc="kvmppc_h_cede.nap")
         return
-    if exit_count(e.vcore.entry_exit_count) != 0:
+    # (lwsync in 3.4: "order napping_threads update vs testing entry_exit_count" --
+    # but lwsync does not order a store before a later load: see Edit.store.)
+    if exit_count(e.load(i, "entry_exit_count", -1)) != 0:
         e.thread(i, loc="kvm_end_cede.clear")
         e.event("kvmppc_h_cede", i, v, "exit already in progress: do not nap")
         return
@@ -371,17 +442,18 @@ def end_cede_clear(e: Edit, i: int) -> None:
 def _clear_napping(e: Edit, i: int, before: str) -> None:
     v = e.threads[i].vcpu
     ptid = e.vcpus[v].ptid
-    e.vc(napping_threads=e.vcore.napping_threads & ~(1 << ptid))
+    new = e.load(i, "napping_threads", -1) & ~(1 << ptid)  # lwarx; andc; stwcx.
+    e.store(i, "napping_threads", -1, new, buffered=True)
     e.thread(i, napping=0, loc="kvm_end_cede.check")
     e.event("kvm_end_cede", i, v, before + f"clear bit {ptid} of napping_threads -> "
-            f"{e.vcore.napping_threads:#06b}; paca napping = 0", e.vcore.napping_threads)
+            f"{new:#06b}; paca napping = 0", new)
 
 
 def end_cede_check(e: Edit, i: int) -> None:
     """Having cleared its bit, the woken thread looks at the exit count: back to the
     guest through ``kvmppc_cede_reentry``, or join the exit (``hcall_real_fallback``)."""
     v = e.threads[i].vcpu
-    if exit_count(e.vcore.entry_exit_count) == 0:
+    if exit_count(e.load(i, "entry_exit_count", -1)) == 0:
         e.thread(i, loc="kvmppc_cede_reentry")
         e.event("kvm_end_cede", i, v, "no exit in progress -> kvmppc_cede_reentry")
     else:
@@ -409,9 +481,10 @@ def hdec_soon(e: Edit, i: int) -> None:
     only for that test, so the model does not store it.)"""
     t = e.threads[i]
     v = t.vcpu
-    vc = e.vcore
-    old = vc.entry_exit_count
-    e.vc(entry_exit_count=old + 0x100)
+    # lwsync; lwarx; addi 0x100; stwcx.; lwsync.  Neither lwsync orders the stwcx.'s
+    # store before the later load of napping_threads (see Edit.store).
+    old = e.load(i, "entry_exit_count", -1)
+    e.store(i, "entry_exit_count", -1, old + 0x100, buffered=True)
     # Save the guest state the host needs (trap, DEC as dec_expires, the NV GPRs).
     vcpu = e.vcpus[v]
     e.vcpu(v, trap=t.trap, gpr_saved=t.gprs if t.gprs != REGS_LOST else vcpu.gpr_saved,
@@ -438,7 +511,7 @@ def poke(e: Edit, i: int) -> None:
     if t.trap != TRAP_HDEC:
         e.vc(hdec_expired=True)
         e.event("hdec_poke", i, v, "HDEC = 0: every thread in the guest exits")
-    targets = e.vcore.napping_threads & ~(1 << i)
+    targets = e.load(i, "napping_threads", -1) & ~(1 << i)
     if "no_ipi_on_exit" in e.m.config.ablations:
         if targets:
             e.event("hdec_soon", i, v, f"NOT sending IPIs to napping threads {targets:#06b}"

@@ -45,6 +45,7 @@ __all__ = [
     "Vcpu",
     "entry_count",
     "exit_count",
+    "vcore_view",
 ]
 
 # --- struct kvmppc_vcore.vcore_state (Linux 3.4, asm/kvm_host.h) -------------------------
@@ -109,6 +110,19 @@ def entry_count(eec: int) -> int:
 def exit_count(eec: int) -> int:
     """``VCORE_EXIT_COUNT(vc)``: ``entry_exit_count >> 8``."""
     return eec >> 8
+
+
+def vcore_view(s: Machine, field: str, reader: int | None = None) -> int:
+    """The vcore's ``field`` ("napping_threads", "entry_exit_count") as hardware thread
+    ``reader`` would load it: its own newest buffered store to it (store forwarding),
+    else memory.  ``reader=None``: the newest value in coherence order, i.e. the newest
+    buffered store of anyone (at most one thread at a time has buffered stores to one
+    of these locations: see :mod:`kvmcede.edit`), else memory.  Under sequential
+    consistency (no buffered stores) both are simply ``s.vcore.<field>``."""
+    for st in reversed(s.stores):
+        if st.vcpu < 0 and st.field == field and (reader is None or st.writer == reader):
+            return st.value
+    return getattr(s.vcore, field)
 
 
 class Thread(NamedTuple):
@@ -263,10 +277,16 @@ class Task(NamedTuple):
 
 
 class Store(NamedTuple):
-    """One store sitting in a store buffer (memory mode ``"store_buffer"`` only)."""
+    """One store sitting in a store buffer (memory mode ``"store_buffer"``, or the
+    napping_threads update under ablation ``weak_cede_barrier``).
+
+    ``vcpu`` >= 0: the store is to ``vcpu->arch.field`` ("ceded", "prodded"); ``vcpu`` ==
+    -1: to the vcore's ``field`` ("napping_threads", "entry_exit_count"), written by a
+    ``lwarx``/``stwcx.`` update whose new value waits here (see :mod:`kvmcede.edit`).
+    """
 
     writer: int  # hardware thread index, or PRODDER for the remote H_PROD actor
-    field: str  # "ceded" or "prodded"
+    field: str
     vcpu: int
     value: int
 

@@ -161,7 +161,13 @@ def test_store_buffer_without_the_cede_sync_loses_a_prod():
     assert "drain" in kinds  # the race needs a store still sitting in a buffer
 
 
-def test_store_buffer_with_the_cede_sync_holds():
+def test_store_buffer_with_the_cede_sync_holds(monkeypatch):
+    # Full barriers between the napping_threads / entry_exit_count updates and the loads
+    # that follow them, so that only the cede/prod pair is in question: with 3.4's
+    # lwsyncs there, a napper can miss the exit (tests/test_memory_model.py).
+    from kvmcede import realmode
+    monkeypatch.setitem(realmode.BARRIERS, "kvmppc_h_cede", "sync")
+    monkeypatch.setitem(realmode.BARRIERS, "hdec_soon", "sync")
     cfg, wl, kw = setup("no_cede_sync")
     r = explore(cfg.replace(ablations=frozenset()), wl, progress=False,
                 properties=["prod_not_lost"], **kw)
@@ -447,7 +453,7 @@ def test_cli_prints_the_counterexample_and_exits_1(capsys, tmp_path):
 
 def test_cli_exits_0_when_everything_holds(capsys):
     rc, out, _ = _cli(capsys, "--vcpus", "1", "--smt", "1", "--interrupts", "1")
-    assert rc == 0 and out.startswith("holds: all 17 properties")
+    assert rc == 0 and out.startswith(f"holds: all {len(PROPERTIES)} properties")
 
 
 def test_cli_exits_2_when_not_finished(capsys):

@@ -1,7 +1,9 @@
 """Property-based tests (hypothesis): random and scripted workloads on both policies,
 SMT1/2/4 and both memory modes.
 
-* every invariant of reference section 10 holds after every step;
+* every invariant of reference section 10 holds after every step, on every kernel the
+  model knows (Linux 3.4 as shipped, each fix, both), except those a kernel's shipped bug
+  breaks by design (``prodded_branch``: a prodded vcpu naps unflagged);
 * the core can always leave the guest: every whole-core exit is followed by the
   primary's ``switch_to_host`` within a bound (unless the trace ends first);
 * every raised interrupt is delivered at its vector once the workload is over and the
@@ -15,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kvmcede import (
+    CHANGES,
     Busy,
     Confer,
     Config,
@@ -22,6 +25,7 @@ from kvmcede import (
     Idle,
     Interrupt,
     Mmio,
+    Model,
     Prod,
     RemoteProd,
     Signal,
@@ -30,6 +34,7 @@ from kvmcede import (
     random_workload,
     simulate,
 )
+from kvmcede.invariants import check_step
 from kvmcede.scenarios import scenario
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True,
@@ -59,8 +64,35 @@ def exits_that_never_left(tr: Trace, bound: int = LEAVE_BOUND) -> list[int]:
 
 # ---- strategies -------------------------------------------------------------------------
 
+#: The kernels with the 04f995a5 fix (the properties below hold for them in full).
+FIXED_BRANCH = (frozenset({"04f995a5"}), frozenset({"04f995a5", "8464c884"}))
+#: Every kernel the model knows: 3.4 as shipped, each fix alone, both.
+ALL_KERNELS = (frozenset(), frozenset({"8464c884"}), *FIXED_BRANCH)
+assert set().union(*ALL_KERNELS) == set(CHANGES)
+
+#: What the shipped bug prodded_branch breaks: a prodded vcpu's H_CEDE branches into the
+#: nap sequence before setting trap/r3, napping_threads or paca napping, and without
+#: saving its registers; woken, it is taken for a secondary being started and enters
+#: (counts again); nobody IPIs it on an exit.
+PRODDED_BRANCH_BREAKS = frozenset({"nap_is_flagged", "cede_handled_before_nap",
+                                   "counts_consistent", "nv_registers_preserved",
+                                   "no_napper_after_exit"})
+
+
+def broken_invariants(cfg: Config, wl: Workload, tr: Trace) -> set[str]:
+    """Names of the invariants broken anywhere along a simulated trace (replayed)."""
+    m = Model(cfg, wl)
+    s = m.initial()
+    names: set[str] = set()
+    for now, step in tr.steps:
+        t, _ = m.apply(s, step, now)
+        names.update(name for name, _ in check_step(m, s, step, t))
+        s = t
+    return names
+
+
 @st.composite
-def configs(draw, policies=("realmode", "host")) -> Config:
+def configs(draw, policies=("realmode", "host"), kernels=FIXED_BRANCH) -> Config:
     smt = draw(st.sampled_from((1, 2, 4)))
     cpu = "PPC970" if smt == 1 and draw(st.integers(0, 3)) == 0 else "POWER7"
     return Config(threads_per_core=smt, vcpus=draw(st.integers(1, smt)),
@@ -69,14 +101,13 @@ def configs(draw, policies=("realmode", "host")) -> Config:
                   # The prodded_branch bug of 3.4 naps unflagged, which breaks
                   # nap_is_flagged by design (tests/test_explore.py shows it): these
                   # properties are about kernels with its fix, with or without H_PROD's.
-                  changes=draw(st.sampled_from((frozenset({"04f995a5"}),
-                                                frozenset({"04f995a5", "8464c884"})))),
+                  changes=draw(st.sampled_from(kernels)),
                   seed=draw(st.integers(0, 2**16)))
 
 
 @st.composite
-def random_workloads(draw) -> tuple[Config, Workload, float]:
-    cfg = draw(configs())
+def random_workloads(draw, kernels=FIXED_BRANCH) -> tuple[Config, Workload, float]:
+    cfg = draw(configs(kernels=kernels))
     duration = draw(st.floats(50.0, 3000.0))
     idle_vcpus = draw(st.sets(st.integers(0, cfg.vcpus - 1)))
     wl = random_workload(cfg, duration,
@@ -99,10 +130,11 @@ def ops(n: int):
 
 
 @st.composite
-def scripted(draw, signals: bool = True) -> tuple[Config, Workload, float]:
+def scripted(draw, signals: bool = True, kernels=FIXED_BRANCH
+             ) -> tuple[Config, Workload, float]:
     """Small hand-made programs and external events (the explorer's kind of input,
     timed)."""
-    cfg = draw(configs())
+    cfg = draw(configs(kernels=kernels))
     n = cfg.vcpus
     programs = tuple(tuple(draw(st.lists(ops(n), max_size=5))) for _ in range(n))
     kinds = (Interrupt, RemoteProd, Signal) if signals else (Interrupt, RemoteProd)
@@ -171,6 +203,43 @@ def test_scripted_programs_deliver_every_interrupt_given_a_quiet_tail(case):
     cfg, wl, _ = case
     tr = simulate(cfg, wl, until=quiet_tail_until(cfg, wl), check_invariants=True)
     assert tr.metrics.undelivered == 0
+
+
+@SETTINGS
+@given(scripted(kernels=ALL_KERNELS))
+def test_every_kernel_keeps_every_invariant_its_bugs_do_not_break(case):
+    # Both policies, SMT1/2/4 (and PPC970), both memory modes, every kernel; programs with
+    # H_PROD and H_CONFER, device interrupts, remote H_PRODs and signals.
+    cfg, wl, until = case
+    tr = simulate(cfg, wl, until=until)
+    allowed = PRODDED_BRANCH_BREAKS if "prodded_branch" in cfg.bugs else frozenset()
+    assert broken_invariants(cfg, wl, tr) <= allowed
+
+
+@SETTINGS
+@given(random_workloads(kernels=ALL_KERNELS))
+def test_random_workloads_keep_every_invariant_on_every_kernel(case):
+    # Random workloads have no prods, so the shipped bugs cannot act: every invariant.
+    cfg, wl, duration = case
+    simulate(cfg, wl, until=duration, check_invariants=True)
+
+
+def test_the_prodded_branch_bug_breaks_nap_is_flagged_and_its_fix_repairs_it():
+    wl = Workload(((Busy(50.0),), (Idle(None),)), events=(RemoteProd(2.0, 1),))
+    shipped = Config(threads_per_core=2, vcpus=2)
+    broken = broken_invariants(shipped, wl, simulate(shipped, wl, until=60.0))
+    assert "nap_is_flagged" in broken and broken <= PRODDED_BRANCH_BREAKS
+    fixed = shipped.replace(changes={"04f995a5"})
+    assert broken_invariants(fixed, wl, simulate(fixed, wl, until=60.0)) == set()
+
+
+def test_the_replayed_check_sees_what_simulate_checks():
+    sc = scenario("S4")
+    tr = simulate(sc.config, sc.workload, until=sc.until_us, check_invariants=True)
+    assert broken_invariants(sc.config, sc.workload, tr) == set()
+    broken = sc.config.replace(ablations={"no_ipi_on_exit"})
+    assert "first_exiter_ipis_nappers" in broken_invariants(
+        broken, sc.workload, simulate(broken, sc.workload, until=sc.until_us))
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
