@@ -138,6 +138,14 @@ NOT_ON_POWER9: dict[str, str] = {
                             "instead",
     "vcore_runs_only_when_ready": "no vcore runner: each vcpu's task runs it alone",
     "one_interrupt_per_entry": "about kvmppc_cede_reentry; p9_not_ceded_in_guest instead",
+    "host_never_handles_cede": "H_CEDE is handled in the host by design (kvmppc_cede after "
+                               "the exit)",
+    "hdec_poked_by_first_exiter": "no whole-core exit, no first exiter, no HDEC poke",
+    "host_injection_ends_cede": "the P9 loop clears ceded itself once the vcpu is woken; "
+                                "p9_ceded_vcpu_has_timer and p9_not_ceded_in_guest instead",
+    "vcore_sleeps_iff_all_ceded": "no vcore runner: each vcpu's task sleeps on its own "
+                                  "rcuwait",
+    "mer_set_for_external": "about kvmppc_cede_reentry, which the P9 path does not have",
     "counts_consistent": "no entry_exit_count, n_woken or nap_count",
     "no_napper_after_exit": "no nap in the guest",
 }
