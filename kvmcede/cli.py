@@ -11,7 +11,7 @@ Every time on the command line is in microseconds of simulated machine time.  Th
 exit codes are listed in :data:`EXIT_CODES` (and in ``kvmcede --help``).
 
 Scenarios (:mod:`kvmcede.scenarios`), timeline plots (:mod:`kvmcede.plots`, needs
-matplotlib) and the explorer (:mod:`kvmcede.explore`) are imported lazily: if one of
+matplotlib) and the explorer (:mod:`kvmcede.explorer`) are imported lazily: if one of
 them cannot be imported, only the subcommand or option that needs it fails, with a
 message saying why, and everything else still works.
 """
@@ -52,7 +52,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_USAGE: "bad command line or invalid configuration (the message names the flag or "
                 "field and its allowed values)",
     EXIT_UNAVAILABLE: "an optional part is not installed: matplotlib / kvmcede.plots for "
-                      "--png, kvmcede.scenarios, kvmcede.explore",
+                      "--png, kvmcede.scenarios, kvmcede.explorer",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
     EXIT_PIPE: "standard output was closed early (e.g. `kvmcede run --events | head`)",
 }
@@ -340,7 +340,7 @@ def _add_sweep(sub) -> None:
 
 
 def _add_explore(sub) -> None:
-    ex, err = _optional("kvmcede.explore")
+    ex, err = _optional("kvmcede.explorer")
     p = sub.add_parser(
         "explore", formatter_class=_Formatter,
         help="explore every interleaving of a small configuration; check the invariants",
@@ -355,7 +355,7 @@ def _add_explore(sub) -> None:
         try:
             ex.add_cli_arguments(p)
         except Exception as e:
-            ex, err = None, f"kvmcede.explore.add_cli_arguments failed: {type(e).__name__}: {e}"
+            ex, err = None, f"kvmcede.explorer.add_cli_arguments failed: {type(e).__name__}: {e}"
     p.set_defaults(_kvmcede_cmd=_cmd_explore, _parser=p, _explore=ex, _explore_err=err)
 
 
@@ -565,7 +565,7 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_explore(args: argparse.Namespace, out: TextIO) -> int:
     ex = args._explore
     if ex is None:
-        return _error(args, "the interleaving explorer (kvmcede.explore) is not available "
+        return _error(args, "the interleaving explorer (kvmcede.explorer) is not available "
                             f"in this installation: {args._explore_err}", EXIT_UNAVAILABLE)
     rc = ex.cli_main(args)
     return EXIT_OK if rc is None else int(rc)

@@ -453,12 +453,12 @@ class TimelineWidget(W.VBox):
 # =============================================================================================
 
 class ExplorerApp(W.VBox):
-    """Run the interleaving explorer (:func:`kvmcede.explore.explore`) on the protocol or
+    """Run the interleaving explorer (:func:`kvmcede.explore`) on the protocol or
     on one of its ablations and shipped bugs; show the verdict, how many states were
     explored and, for a violation, the shortest counterexample in a :class:`StepPlayer`.
 
     The variant's own configuration, workload and environment budget come from
-    ``kvmcede.explore.setup(name)``; the vcpu count and memory mode can be changed (with
+    ``kvmcede.explorer.setup(name)``; the vcpu count and memory mode can be changed (with
     another vcpu count the explorer's default workload for that configuration is used),
     and the partial-order reduction switched on (``explore(..., reduction=True)``).
     """
@@ -503,11 +503,11 @@ class ExplorerApp(W.VBox):
     @staticmethod
     def _explore_module():
         try:
-            from . import explore
+            from . import explorer
         except ImportError as exc:  # the explorer lives in its own module
-            raise RuntimeError(f"the explorer (kvmcede.explore) is not available: {exc}")\
+            raise RuntimeError(f"the explorer (kvmcede.explorer) is not available: {exc}")\
                 from exc
-        return explore
+        return explorer
 
     def _on_variant(self, change: dict) -> None:
         name = change["new"]

@@ -377,7 +377,7 @@ def test_sweep_invalid_combination_is_exit_2(capsys):
 # ---- explore --------------------------------------------------------------------------------
 
 def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, monkeypatch):
-    mod = types.ModuleType("kvmcede.explore")
+    mod = types.ModuleType("kvmcede.explorer")
 
     def add_cli_arguments(p):
         p.add_argument("--depth", type=int, default=3, help="how deep to look")
@@ -387,7 +387,7 @@ def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, mon
         return 1  # "found a violation"
 
     mod.add_cli_arguments, mod.cli_main = add_cli_arguments, cli_main
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", mod)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", mod)
     rc, out, _ = _run(capsys, "explore", "--depth", "7")
     assert rc == 1 and out == "explored to depth 7\n"
     with pytest.raises(SystemExit):
@@ -396,13 +396,13 @@ def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, mon
 
 
 def test_broken_explorer_disables_only_explore(capsys, monkeypatch):
-    mod = types.ModuleType("kvmcede.explore")
+    mod = types.ModuleType("kvmcede.explorer")
 
     def add_cli_arguments(p):
         raise RuntimeError("half-written")
 
     mod.add_cli_arguments = add_cli_arguments
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", mod)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", mod)
     rc, _, err = _run(capsys, "explore", "--anything")
     assert rc == 3 and "half-written" in err
     rc, _, _ = _run(capsys, "run", *SHORT)
@@ -410,13 +410,13 @@ def test_broken_explorer_disables_only_explore(capsys, monkeypatch):
 
 
 def test_explore_runs_or_explains_that_the_explorer_is_missing(capsys):
-    if _has("kvmcede.explore"):
+    if _has("kvmcede.explorer"):
         parser = build_parser()
         sub = next(a for a in parser._subparsers._group_actions)  # the subcommand action
         explore = sub.choices["explore"]
         # The explorer module owns its arguments; its own tests exercise them.
-        assert explore.get_default("_explore") is importlib.import_module("kvmcede.explore")
+        assert explore.get_default("_explore") is importlib.import_module("kvmcede.explorer")
         return
     rc, _, err = _run(capsys, "explore")
     assert rc == 3
-    assert "kvmcede.explore" in err and "not available" in err
+    assert "kvmcede.explorer" in err and "not available" in err

@@ -10,7 +10,7 @@ from collections import deque
 import pytest
 
 from kvmcede import ABLATIONS, BUGS, INVARIANTS, Config, Model, Trace, Workload
-from kvmcede.explore import (
+from kvmcede.explorer import (
     LIVENESS,
     PROPERTIES,
     SETUPS,
@@ -508,7 +508,7 @@ def test_private_steps_commute_with_every_other_step_and_hide_no_violation(cfg, 
     # it is used in: the private step a and any other actor's step b run in either order
     # to the same state and stay enabled; a leaves the liveness triggers alone, repairs no
     # invariant broken by b, and moves its thread off the private locations.
-    from kvmcede.explore import PRIVATE_ORDER, PRIVATE_STEPS, _trigger_mask, private_step
+    from kvmcede.explorer import PRIVATE_ORDER, PRIVATE_STEPS, _trigger_mask, private_step
     from kvmcede.invariants import check_state
     wl = wl or default_workload(cfg)
     prods = any(isinstance(op, Prod) for p in wl.programs for op in p)
@@ -546,7 +546,7 @@ def test_private_steps_commute_with_every_other_step_and_hide_no_violation(cfg, 
 
 def test_the_commutation_checks_cover_every_private_step():
     # The cases above reach every location of PRIVATE_STEPS with its step private.
-    from kvmcede.explore import PRIVATE_STEPS, private_step
+    from kvmcede.explorer import PRIVATE_STEPS, private_step
     used = set()
     for cfg, wl, budget in _REDUCTION_CASES:
         wl = wl or default_workload(cfg)
@@ -622,7 +622,7 @@ def test_clearing_dead_values_is_a_bisimulation(cfg, wl, budget, limit):
     # The explorer stores states with their dead values cleared.  That is exact when a
     # state and its cleared form behave alike: the same steps enabled, successors that
     # again agree once cleared, the same invariant verdicts and liveness triggers.
-    from kvmcede.explore import _DeadValues, _trigger_mask
+    from kvmcede.explorer import _DeadValues, _trigger_mask
     wl = wl or default_workload(cfg)
     dead = _DeadValues(wl)
     changed = 0
@@ -665,7 +665,7 @@ def test_moving_secondary_threads_is_a_bisimulation(cfg, wl, budget, limit, rest
     # steps, and each leads to a state with the same representative; invariants agree.
     # (kvmppc_run_core does not commute with a move, it places vcpus by list order: but
     # the secondaries are all offline and alike then, so the results are one orbit.)
-    from kvmcede.explore import _Canon, _DeadValues
+    from kvmcede.explorer import _Canon, _DeadValues
     wl = wl or default_workload(cfg)
     dead = _DeadValues(wl)
     canon = _Canon(cfg.vcpus, symmetry_classes(wl), cfg.threads_per_core, True)
@@ -707,7 +707,7 @@ def test_moving_secondary_threads_is_a_bisimulation(cfg, wl, budget, limit, rest
 def test_remembered_thread_steps_are_the_models_steps(cfg, wl, budget):
     # The explorer assembles a thread step's result from what the same step did to the
     # same thread, vcpu and vcore before; it must always be what Model.apply gives.
-    from kvmcede.explore import _ThreadSteps
+    from kvmcede.explorer import _ThreadSteps
     wl = wl or default_workload(cfg)
     m = Model(cfg, wl)
     step_to = _ThreadSteps(m)
@@ -733,3 +733,17 @@ def test_thread_symmetry_keeps_verdicts_and_counterexample_lengths():
     v = sym.violations["core_can_leave"]
     assert v.trace.state_after(v.depth) == v.state
     assert "symmetry over secondary threads" in sym.describe()
+
+
+def test_explore_is_called_like_simulate_and_the_module_is_kvmcede_explorer():
+    import importlib
+
+    import kvmcede
+    assert callable(kvmcede.explore) and kvmcede.explore is explore
+    mod = importlib.import_module("kvmcede.explorer")
+    assert mod.explore is kvmcede.explore and kvmcede.SETUPS is mod.SETUPS
+    for name in ("explore", "ExploreResult", "Violation", "setup", "SETUPS", "PROPERTIES",
+                 "LIVENESS"):
+        assert name in kvmcede.__all__
+    r = kvmcede.explore(Config(threads_per_core=1, vcpus=1), progress=False)
+    assert r.ok

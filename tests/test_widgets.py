@@ -274,8 +274,8 @@ def test_timeline_widget_moves_and_resizes_its_window():
 
 def test_explorer_app_without_the_explorer_says_so(monkeypatch):
     import kvmcede
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", None)  # makes the import fail
-    monkeypatch.delattr(kvmcede, "explore", raising=False)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", None)  # makes the import fail
+    monkeypatch.delattr(kvmcede, "explorer", raising=False)
     app = ExplorerApp()
     assert "not available" in app.verdict.value
     assert app.run() is None
@@ -288,7 +288,7 @@ def test_explorer_app_rejects_unknown_variants():
 
 
 def test_explorer_app_proves_the_protocol_and_breaks_an_ablation():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp()
     app.vcpus.value = 1  # small enough to explore completely in a test
     app.run()
@@ -309,7 +309,7 @@ def test_explorer_app_proves_the_protocol_and_breaks_an_ablation():
 
 @pytest.mark.parametrize("name", [*sorted(ABLATIONS), *sorted(BUGS)])
 def test_explorer_app_shows_a_counterexample_for_every_ablation_and_bug(name):
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp(name)
     app.run()
     v = app.result.violation
@@ -318,7 +318,7 @@ def test_explorer_app_shows_a_counterexample_for_every_ablation_and_bug(name):
 
 
 def test_explorer_app_partial_order_reduction():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp("no_exit_recheck")
     app.run()
     full = app.result
@@ -333,7 +333,7 @@ def test_explorer_app_partial_order_reduction():
 
 
 def test_explorer_app_every_vcpu_count_and_memory_mode():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp(max_states=2_000)
     for vcpus in (1, 4):
         for memory in ("sc", "store_buffer"):
