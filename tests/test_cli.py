@@ -165,7 +165,7 @@ def test_run_png_writes_a_png_or_says_what_is_missing(capsys, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"timeline PNG: {png}" in out
     else:
-        assert rc == 3
+        assert rc == 4
         assert "--png" in err and ("matplotlib" in err or "kvmcede.plots" in err)
         assert not png.exists()
 
@@ -219,7 +219,7 @@ def test_ppc970_needs_smt1(capsys):
 def test_scenarios_lists_every_name_with_its_title(capsys):
     if not _has("kvmcede.scenarios"):
         rc, _, err = _run(capsys, "scenarios")
-        assert rc == 3 and "kvmcede.scenarios" in err
+        assert rc == 4 and "kvmcede.scenarios" in err
         return
     from kvmcede.scenarios import SCENARIOS
     rc, out, _ = _run(capsys, "scenarios")
@@ -404,7 +404,7 @@ def test_broken_explorer_disables_only_explore(capsys, monkeypatch):
     mod.add_cli_arguments = add_cli_arguments
     monkeypatch.setitem(sys.modules, "kvmcede.explorer", mod)
     rc, _, err = _run(capsys, "explore", "--anything")
-    assert rc == 3 and "half-written" in err
+    assert rc == 4 and "half-written" in err
     rc, _, _ = _run(capsys, "run", *SHORT)
     assert rc == 0
 
@@ -418,5 +418,102 @@ def test_explore_runs_or_explains_that_the_explorer_is_missing(capsys):
         assert explore.get_default("_explore") is importlib.import_module("kvmcede.explorer")
         return
     rc, _, err = _run(capsys, "explore")
-    assert rc == 3
+    assert rc == 4
     assert "kvmcede.explorer" in err and "not available" in err
+
+
+# ---- limits, output paths, exit codes ---------------------------------------------------------
+
+def test_exit_codes_are_distinct_and_documented(capsys):
+    from kvmcede import cli
+    codes = [cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_NOT_FINISHED,
+             cli.EXIT_UNAVAILABLE, cli.EXIT_OUTPUT, cli.EXIT_INTERRUPTED, cli.EXIT_PIPE]
+    assert len(set(codes)) == len(codes) and set(codes) == set(EXIT_CODES)
+    assert (cli.EXIT_NOT_FINISHED, cli.EXIT_UNAVAILABLE) == (3, 4)
+    for sub in ("run", "sweep", "explore"):
+        with pytest.raises(SystemExit):
+            main([sub, "--help"])
+        out = capsys.readouterr().out
+        assert "exit status:" in out and "not finished" in out and "limits" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["run", "--duration-us", "1e300"], "--duration-us"),
+    (["run", "--duration-us", "1e12"], "--duration-us"),
+    (["run", "--duration-us", "inf"], "--duration-us"),
+    (["run", "--duration-us", "nan"], "--duration-us"),
+    (["run", "--scenario", "headline", "--duration-us", "1e300"], "--duration-us"),
+    (["run", "--interrupt-rate", "1e300"], "--interrupt-rate"),
+    (["run", "--interrupt-rate", "inf"], "--interrupt-rate"),
+    (["run", "--idle-us", "1e300"], "--idle-us"),
+    (["run", "--idle-fraction", "nan"], "--idle-fraction"),
+    (["sweep", "--duration-us", "1e300"], "--duration-us"),
+    (["sweep", "--interrupt-rate", "0", "1e300"], "--interrupt-rate"),
+    (["sweep", "--workers", "100000"], "--workers"),
+])
+def test_absurd_numbers_are_rejected_before_any_work(capsys, argv, flag):
+    err = _usage_error(capsys, *argv)
+    assert f"argument {flag}" in err
+    assert any(w in err for w in ("at most", "<=", "0 to 1")), err
+
+
+def test_a_random_workload_too_big_to_finish_is_rejected_up_front(capsys):
+    rc, out, err = _run(capsys, "run", "--duration-us", "1e7", "--idle-us", "1e-6")
+    assert rc == 2 and out == "" and "--idle-us" in err and "at most 50,000" in err
+    rc, out, err = _run(capsys, "run", "--duration-us", "1e7", "--interrupt-rate", "1e6")
+    assert rc == 2 and out == "" and "--interrupt-rate" in err
+
+
+def test_a_sweep_too_big_to_finish_is_rejected_up_front(capsys):
+    rc, out, err = _run(capsys, "sweep", "--seeds", *map(str, range(6000)))
+    assert rc == 2 and out == "" and "runs" in err and "10,000" in err
+    rc, out, err = _run(capsys, "sweep", "--duration-us", "1e7", "--idle-us", "1000",
+                        "--seeds", *map(str, range(60)))
+    assert rc == 2 and out == "" and "in all" in err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--perfetto", "--png"])
+def test_run_checks_output_paths_before_the_run(capsys, tmp_path, flag):
+    rc, out, err = _run(capsys, "run", *SHORT, flag, str(tmp_path / "missing" / "x"))
+    assert rc == 2 and out == "" and flag in err and "does not exist" in err
+    rc, out, err = _run(capsys, "run", *SHORT, flag, str(tmp_path))
+    assert rc == 2 and out == "" and "is a directory" in err
+
+
+def test_sweep_and_explore_check_output_paths_before_the_run(capsys, tmp_path):
+    rc, out, err = _run(capsys, "sweep", *SHORT, "--executor", "serial", "--csv",
+                        str(tmp_path / "no" / "x.csv"))
+    assert rc == 2 and out == "" and "--csv" in err and "does not exist" in err
+    if _has("kvmcede.explorer"):
+        rc, out, err = _run(capsys, "explore", "no_nv_save", "--no-progress", "--json",
+                            str(tmp_path / "no" / "x.json"))
+        assert rc == 2 and out == "" and "--json" in err
+
+
+def test_two_outputs_into_one_file_are_rejected(capsys, tmp_path):
+    p = str(tmp_path / "t.json")
+    rc, _, err = _run(capsys, "run", *SHORT, "--json", p, "--perfetto", p)
+    assert rc == 2 and "the same file as --json" in err
+
+
+def test_a_write_that_fails_after_the_run_goes_to_a_fallback_file(capsys, tmp_path,
+                                                                  monkeypatch):
+    from kvmcede import cli
+    target = tmp_path / "t.json"
+    real = cli._write_text
+
+    def flaky(path, text):
+        if path == str(target):
+            raise OSError("disk full")
+        real(path, text)
+
+    monkeypatch.setattr(cli, "_write_text", flaky)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rc, out, err = _run(capsys, "run", *SHORT, "--json", str(target))
+    assert rc == cli.EXIT_OUTPUT and "disk full" in err and "instead" in err
+    (fallback,) = cwd.iterdir()
+    assert str(fallback) in err
+    assert Trace.from_json(fallback.read_text()).source == "simulate"
+    assert "whole-core exits" in out or out  # the metrics were printed all the same
