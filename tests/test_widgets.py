@@ -344,3 +344,29 @@ def test_explorer_app_every_vcpu_count_and_memory_mode():
             cfg, _wl, _kw = app.configuration()
             assert cfg.vcpus == vcpus and cfg.memory == memory
             assert cfg.threads_per_core >= vcpus
+
+
+def test_explorer_app_offers_only_bounded_budgets():
+    pytest.importorskip("kvmcede.explorer")
+    from kvmcede.explorer import MAX_SECONDS_LIMIT, MAX_STATES_LIMIT
+    app = ExplorerApp()
+    assert app.max_states.max == MAX_STATES_LIMIT
+    assert app.max_seconds.max == MAX_SECONDS_LIMIT and app.max_seconds.value <= 600
+    app.max_states.value = 20_000_000  # the text box clamps what is typed
+    assert app.max_states.value == MAX_STATES_LIMIT
+    with pytest.raises(ValueError, match="max_states"):
+        ExplorerApp(max_states=20_000_000)
+    with pytest.raises(ValueError, match="max_seconds"):
+        ExplorerApp(max_seconds=float("inf"))
+
+
+def test_explorer_app_passes_its_time_limit_and_labels_a_stopped_run():
+    pytest.importorskip("kvmcede.explorer")
+    app = ExplorerApp(max_seconds=1.0)
+    app.vcpus.value = 4
+    app.run()
+    r = app.result
+    assert r.max_seconds == 1.0
+    if r.violation is None and not r.finished:
+        assert "not a proof" in app.verdict.value
+        assert "time limit" in app.verdict.value or "state limit" in app.verdict.value
