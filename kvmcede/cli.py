@@ -122,7 +122,7 @@ def _described(names: dict[str, str], width: int = 18) -> str:
 
 
 _EPILOG_EXIT = ("limits (every input within them finishes):\n"
-                + _described(LIMITS, width=16) + "\n\nexit status:\n" + _described(
+                + _described(LIMITS, width=17) + "\n\nexit status:\n" + _described(
                     {str(code).rjust(3): text for code, text in EXIT_CODES.items()}, width=3))
 
 

@@ -15,6 +15,12 @@ time taken, and for every violated property the *shortest* counterexample (bread
 order) as a :class:`~kvmcede.trace.Trace` whose time is the step index — the same type
 the simulator returns, so the same plots and players draw it.
 
+This module is :mod:`kvmcede.explorer`; its function :func:`explore` is exported as
+``kvmcede.explore``, called the way ``kvmcede.simulate`` is.  Every search is bounded:
+by ``max_states`` (at most :data:`MAX_STATES_LIMIT`, about 0.8 KB a state) and by
+``max_seconds`` (at most :data:`MAX_SECONDS_LIMIT`); a search stopped by either, or by
+Ctrl-C, returns what it reached, labelled (:attr:`ExploreResult.stopped`).
+
 Environment events (device interrupts, guest DEC expiries, remote H_PRODs, host ticks,
 signals) may happen at any moment, each kind at most as often as its budget allows.
 

@@ -517,3 +517,11 @@ def test_a_write_that_fails_after_the_run_goes_to_a_fallback_file(capsys, tmp_pa
     assert str(fallback) in err
     assert Trace.from_json(fallback.read_text()).source == "simulate"
     assert "whole-core exits" in out or out  # the metrics were printed all the same
+
+
+def test_the_documented_explorer_limits_are_the_explorer_s():
+    from kvmcede.cli import LIMITS
+    from kvmcede.explorer import MAX_BUDGET, MAX_SECONDS_LIMIT, MAX_STATES_LIMIT
+    text = LIMITS["explore"]
+    assert f"{MAX_STATES_LIMIT:,}" in text and f"{MAX_SECONDS_LIMIT:g}" in text
+    assert f"0 .. {MAX_BUDGET}" in text
