@@ -1,4 +1,4 @@
-"""`kvmcede explore` in a terminal: the real tqdm progress bar, under a pseudo-terminal.
+"""`kvmcede explore` as a user runs it: the real tqdm bar under a pseudo-terminal, Ctrl-C.
 
 Every other test passes ``progress=False``; this one runs the command the way a user
 types it, with stdout and stderr on a terminal, long enough (more than a second) for
@@ -86,3 +86,35 @@ def test_explore_time_limit_in_a_terminal_is_a_labelled_exit_3():
     assert "Traceback" not in text, text
     assert rc == 3, text
     assert "not finished" in text and "stopped by the time limit" in text
+
+
+def test_ctrl_c_on_explore_prints_the_counts_reached_and_exits_130():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvmcede", "explore", "--vcpus", "3", "--interrupts", "0",
+         "--no-events", "--progress"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, start_new_session=True,
+        # (a background job may inherit SIGINT ignored; Ctrl-C must reach this one)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = b""
+    try:
+        # Wait until the search shows progress (it runs for 20 s or more), then Ctrl-C.
+        deadline = time.monotonic() + 60
+        while b"states" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+            if ready:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
+        assert b"states" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        out_b, err_b = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out, err = out_b.decode(), (seen + err_b).decode(errors="replace")
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130, (out, err)
+    assert out.startswith("not finished:") and "interrupted (Ctrl-C)" in out
+    assert "interrupted after" in err
