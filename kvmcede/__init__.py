@@ -13,7 +13,7 @@ interleaving explorer (:func:`explore`), called alike::
 property tables and command line) is :mod:`kvmcede.explorer`.
 """
 
-from .config import ABLATIONS, BUGS, TIMEBASE_HZ, Config, CostModel
+from .config import ABLATIONS, BASE_KERNEL, BUGS, CHANGES, TIMEBASE_HZ, Config, CostModel
 from .explorer import LIVENESS, PROPERTIES, SETUPS, ExploreResult, Violation, explore, setup
 from .guest import (
     Busy,
@@ -38,7 +38,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ABLATIONS",
+    "BASE_KERNEL",
     "BUGS",
+    "CHANGES",
     "INVARIANTS",
     "LIVENESS",
     "PROPERTIES",

@@ -40,7 +40,7 @@ from types import ModuleType
 from typing import TextIO
 
 from . import __version__
-from .config import ABLATIONS, BUGS, CPUS, MEMORY_MODES, POLICIES, Config
+from .config import ABLATIONS, BASE_KERNEL, BUGS, CHANGES, CPUS, MEMORY_MODES, POLICIES, Config
 from .guest import random_workload
 from .sim import InvariantViolation, simulate
 from .trace import Trace
@@ -113,6 +113,37 @@ SWEEP_METRICS = ("whole_core_exits", "cede_exits", "ipis_to_nappers", "naps",
 
 
 
+#: One line per later kernel change, for --help.
+_CHANGE_TEXT = {c: f"Linux {v}: {title}. {what}" for c, (v, title, what) in CHANGES.items()}
+
+
+def add_kernel_arguments(g) -> None:
+    """The options that say which kernel runs: ``--change ID`` (repeatable) and
+    ``--kernel VERSION`` (shared by ``run`` and ``explore``)."""
+    g.add_argument("--change", action="append", choices=sorted(CHANGES), default=[],
+                   metavar="ID", help="switch on a later kernel change by commit id "
+                   "(repeatable; listed below): " + ", ".join(sorted(CHANGES)))
+    g.add_argument("--kernel", metavar="VERSION", default=None, type=_kernel_version,
+                   help=f"every change up to this kernel version (default {BASE_KERNEL}, "
+                        "as shipped), e.g. 4.10")
+
+
+def _kernel_version(text: str) -> str:
+    try:
+        Config.linux(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def changes_from_args(args: argparse.Namespace) -> frozenset[str]:
+    """The changes ``--change`` and ``--kernel`` ask for (ValueError on a bad version)."""
+    changes = frozenset(args.change)
+    if args.kernel is not None:
+        changes |= Config.linux(args.kernel).changes
+    return changes
+
+
 def _described(names: dict[str, str], width: int = 18) -> str:
     """``name  description`` lines, the description wrapped with a hanging indent."""
     return "\n".join(textwrap.fill(d, 79, initial_indent=f"  {n:<{width}} ",
@@ -120,6 +151,11 @@ def _described(names: dict[str, str], width: int = 18) -> str:
                                     break_on_hyphens=False)
                       for n, d in sorted(names.items(), key=lambda kv: str(kv[0])))
 
+
+KERNEL_EPILOG = (f"kernel: Linux {BASE_KERNEL} as shipped by default, with its bugs ("
+                 + ", ".join(sorted(BUGS)) + "); --change ID switches a later change on, "
+                 "--kernel VERSION every change up to that version:\n"
+                 + _described(_CHANGE_TEXT))
 
 _EPILOG_EXIT = ("limits (every input within them finishes):\n"
                 + _described(LIMITS, width=17) + "\n\nexit status:\n" + _described(
@@ -370,10 +406,9 @@ def _add_run(sub, scen_names: list[str], scen_err: str) -> None:
             "by default, a random one (--random): every vcpu alternates busy bursts and\n"
             "idle periods (H_CEDE) with exponential lengths, plus Poisson device\n"
             "interrupts.  The machine options override a scenario's configuration;\n"
-            "--ablation and --bug add to it."),
+            "--ablation and --change add to it."),
         epilog=("ablations (remove one line's worth of the protocol):\n"
-                + _described(ABLATIONS) + "\n\nbugs (historical, off by default):\n"
-                + _described(BUGS) + "\n\n" + _EPILOG_EXIT))
+                + _described(ABLATIONS) + "\n\n" + KERNEL_EPILOG + "\n\n" + _EPILOG_EXIT))
     src = p.add_argument_group("workload (one of)").add_mutually_exclusive_group()
     src.add_argument("--scenario", metavar="NAME", choices=scen_names or None,
                      help=f"run a named scenario for its own duration; {scen_help}")
@@ -384,9 +419,7 @@ def _add_run(sub, scen_names: list[str], scen_err: str) -> None:
     g.add_argument("--ablation", action="append", choices=sorted(ABLATIONS), default=[],
                    metavar="NAME", help="apply a teaching ablation (listed below); repeat "
                                         "the flag for several")
-    g.add_argument("--bug", action="append", choices=sorted(BUGS), default=[],
-                   metavar="NAME", help="switch on a historical bug (listed below); repeat "
-                                        "the flag for several")
+    add_kernel_arguments(g)
     r = p.add_argument_group("random workload (only with --random)")
     r.add_argument("--idle-fraction", type=_fraction, metavar="F",
                    help="fraction of time each vcpu is idle, 0..1 (default: 0.5)")
@@ -455,8 +488,9 @@ def _add_sweep(sub) -> None:
                 "count;\n*_fraction = share of the vcpus' total time, *_us = microseconds:\n"
                 + textwrap.fill(", ".join(metrics or ["(unavailable)"]), 79,
                                 initial_indent="  ", subsequent_indent="  ")
-                + "\n\nablation / bug values: 'none' or one of\n"
-                + _described({**ABLATIONS, **BUGS}) + "\n\n"
+                + "\n\nablation values: 'none' or one of\n"
+                + _described(ABLATIONS) + "\n\nchange values: 'none' or one of\n"
+                + _described(_CHANGE_TEXT) + "\n\n"
                 "example:\n  kvmcede sweep --policy realmode host --idle-fraction 0.25 0.75 "
                 "--seeds 0 1 --csv out.csv\n\n" + _EPILOG_EXIT))
     _add_machine_options(p, many=True)
@@ -464,8 +498,9 @@ def _add_sweep(sub) -> None:
     g.add_argument("--ablation", nargs="+", choices=["none", *sorted(ABLATIONS)],
                    metavar="NAME", help="ablation axis: each value is one point ('none': no "
                                         "ablation) (default: none)")
-    g.add_argument("--bug", nargs="+", choices=["none", *sorted(BUGS)], metavar="NAME",
-                   help="bug axis: each value is one point ('none': no bug) (default: none)")
+    g.add_argument("--change", nargs="+", choices=["none", *sorted(CHANGES)], metavar="ID",
+                   help="kernel-change axis: each value is one point, a later change "
+                        "switched on ('none': Linux 3.4 as shipped) (default: none)")
     r = p.add_argument_group("random workload")
     r.add_argument("--idle-fraction", type=_fraction, nargs="+", metavar="F",
                    help="fractions of time each vcpu is idle, 0..1 (default: 0.5)")
@@ -536,7 +571,7 @@ def _config_summary(c: Config) -> str:
              f"{c.vcpus} vcpu{'' if c.vcpus == 1 else 's'}",
              f"cpu={c.cpu}", f"memory={c.memory}",
              "ablations=" + (",".join(sorted(c.ablations)) or "none"),
-             "bugs=" + (",".join(sorted(c.bugs)) or "none")]
+             f"kernel={c.kernel}"]
     return ", ".join(parts)
 
 
@@ -572,7 +607,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             base = sc.config
             config = base.replace(
                 **overrides, ablations=base.ablations | set(args.ablation),
-                bugs=base.bugs | set(args.bug))
+                changes=base.changes | changes_from_args(args))
             workload = sc.workload
             until = args.duration_us if args.duration_us is not None else sc.until_us
             header = f"scenario {sc.name}: {sc.title}"
@@ -580,7 +615,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             if "threads_per_core" in overrides and "vcpus" not in overrides:
                 overrides["vcpus"] = overrides["threads_per_core"]  # a full vcore
             seed = args.seed if args.seed is not None else 0
-            config = Config(**overrides, ablations=args.ablation, bugs=args.bug, seed=seed)
+            config = Config(**overrides, ablations=args.ablation,
+                            changes=changes_from_args(args), seed=seed)
             until = args.duration_us if args.duration_us is not None else RANDOM_DURATION_US
             wl_args = {"idle_fraction": 0.5 if args.idle_fraction is None
                        else args.idle_fraction,
@@ -694,7 +730,7 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
         v = getattr(args, flag)
         if v is not None:
             grid[key] = list(dict.fromkeys(v))
-    for flag in ("ablation", "bug"):
+    for flag in ("ablation", "change"):
         v = getattr(args, flag)
         if v is not None:
             grid[f"{flag}s"] = [None if n == "none" else n for n in dict.fromkeys(v)]

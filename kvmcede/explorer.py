@@ -115,7 +115,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from .config import ABLATIONS, BUGS, Config
+from .config import ABLATIONS, BUGS, CHANGES, Config
 from .edit import PRODDER, Step
 from .guest import GUEST_STEPS, Busy, Confer, Idle, Mmio, Prod, Workload
 from .interrupts import B_DEC, B_HDEC, B_IRQ, B_PROD, B_SIGNAL
@@ -386,8 +386,8 @@ class ExploreResult:
         parts = [f"POWER7 SMT{c.threads_per_core}" if c.cpu == "POWER7" else c.cpu,
                  f"{c.vcpus} vcpu{'s' if c.vcpus > 1 else ''}", f"policy {c.policy}",
                  f"memory {c.memory}"]
-        if c.bugs:
-            parts.append("bugs " + ", ".join(sorted(c.bugs)))
+        parts.append(c.kernel + (" (bugs " + ", ".join(sorted(c.bugs)) + ")"
+                                 if c.bugs else ""))
         if c.ablations:
             parts.append("ablations " + ", ".join(sorted(c.ablations)))
         progs = "; ".join(f"vcpu {v}: {_program_text(p)}"
@@ -979,10 +979,12 @@ def private_step(s: Machine, steps: list[Step], *, prods_possible: bool,
     liveness property, and private steps alone never form a cycle
     (:data:`PRIVATE_ORDER`).
     """
-    exit_phase = not config.bugs
     budget = s.budget
     vc = s.vcore
     no_prod = not prods_possible and not budget[B_PROD] and not s.prodder[0]
+    # Both shipped bugs act only on a prodded vcpu: without any prod to come, or one
+    # still set, they are inert and the exit-phase facts hold.
+    exit_phase = not config.bugs or (no_prod and not any(u.prodded for u in s.vcpus))
     exiting = vc.entry_exit_count >= 0x100
     kick_free = None  # computed on first use
     threads = s.threads
@@ -1081,11 +1083,19 @@ def default_workload(config: Config) -> Workload:
 _NO_BUDGET = {"interrupts": 0, "dec_expiries": 0, "prods": 0, "host_ticks": 0, "signals": 0}
 
 
+#: The kernel the ablation setups run: both shipped bugs fixed, so that each
+#: counterexample shows only what its ablation removed.
+_FIXED = frozenset(CHANGES)
+
+
 def _two_vcpus(**cfg: object) -> Config:
+    cfg.setdefault("changes", _FIXED)
     return Config(threads_per_core=2, vcpus=2, **cfg)
 
 
 def _setup_protocol() -> tuple[Config, Workload, dict]:
+    # Linux 3.4 as shipped: the default program has no prod, so the shipped bugs (both
+    # about prods) cannot act; the bug setups below show them.
     cfg = Config(threads_per_core=4, vcpus=2)
     return cfg, default_workload(cfg), {**_NO_BUDGET, "dec_expiries": 1}
 
@@ -1134,7 +1144,7 @@ def _setup_no_cede_sync() -> tuple[Config, Workload, dict]:
 
 
 def _setup_prodded_branch() -> tuple[Config, Workload, dict]:
-    cfg = _two_vcpus(bugs={"prodded_branch"})
+    cfg = _two_vcpus(changes={BUGS["hprod_wakes_caller"][0]})  # only this bug left
     wl = Workload(((), ()), name="prodded_branch",
                   notes="a prodded vcpu's H_CEDE branches into the nap sequence: it naps "
                         "with no napping bit, no paca napping and no saved registers")
@@ -1142,7 +1152,7 @@ def _setup_prodded_branch() -> tuple[Config, Workload, dict]:
 
 
 def _setup_hprod_wakes_caller() -> tuple[Config, Workload, dict]:
-    cfg = Config(threads_per_core=1, vcpus=1, bugs={"hprod_wakes_caller"})
+    cfg = Config(threads_per_core=1, vcpus=1, changes={BUGS["prodded_branch"][0]})
     wl = Workload(((),), name="hprod_wakes_caller",
                   notes="the only vcpu idles, the vcore sleeps; a remote H_PROD sets "
                         "prodded but wakes nobody")
@@ -1152,7 +1162,8 @@ def _setup_hprod_wakes_caller() -> tuple[Config, Workload, dict]:
 #: name -> (builder, the property its counterexample violates, one line on what it shows)
 SETUPS: dict[str, tuple[Callable[[], tuple[Config, Workload, dict]], str | None, str]] = {
     "protocol": (_setup_protocol, None,
-                 "the real protocol (bugs and ablations off): every property holds"),
+                 "the real protocol (Linux 3.4 as shipped, no ablation; its bugs need a "
+                 "prod, which this program has not): every property holds"),
     "no_ipi_on_exit": (_setup_no_ipi_on_exit, "core_can_leave", ABLATIONS["no_ipi_on_exit"]),
     "no_exit_recheck": (_setup_no_exit_recheck, "core_can_leave",
                         ABLATIONS["no_exit_recheck"]),
@@ -1160,9 +1171,9 @@ SETUPS: dict[str, tuple[Callable[[], tuple[Config, Workload, dict]], str | None,
                          ABLATIONS["no_prodded_check"]),
     "no_nv_save": (_setup_no_nv_save, "nv_registers_preserved", ABLATIONS["no_nv_save"]),
     "no_cede_sync": (_setup_no_cede_sync, "prod_not_lost", ABLATIONS["no_cede_sync"]),
-    "prodded_branch": (_setup_prodded_branch, "nap_is_flagged", BUGS["prodded_branch"]),
+    "prodded_branch": (_setup_prodded_branch, "nap_is_flagged", BUGS["prodded_branch"][1]),
     "hprod_wakes_caller": (_setup_hprod_wakes_caller, "prod_not_lost",
-                           BUGS["hprod_wakes_caller"]),
+                           BUGS["hprod_wakes_caller"][1]),
 }
 
 
@@ -1417,7 +1428,10 @@ class _Explorer:
         n = self.config.vcpus
         classes = symmetry_classes(self.workload) if symmetry else ()
         self.classes = classes
-        self.thread_symmetry = (symmetry and cfg.memory == "sc" and not cfg.bugs
+        # The shipped bugs act only on prods (see private_step): inert without any.
+        bugs_inert = not self.prods_possible and not budget[B_PROD]
+        self.thread_symmetry = (symmetry and cfg.memory == "sc"
+                                and (not cfg.bugs or bugs_inert)
                                 and cfg.threads_per_core >= 3)
         self.canon = (_Canon(n, classes, cfg.threads_per_core, self.thread_symmetry)
                       if classes or self.thread_symmetry else None)
@@ -1912,9 +1926,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", choices=POLICIES, default="realmode",
                    help="realmode (commit 19ccb76a) or host (before it) (default realmode)")
     g.add_argument("--cpu", choices=CPUS, default="POWER7", help="(default POWER7)")
-    g.add_argument("--bug", action="append", choices=sorted(BUGS), default=[],
-                   metavar="NAME", help="switch on a historical bug (repeatable): "
-                   + ", ".join(sorted(BUGS)))
+    from .cli import add_kernel_arguments
+    add_kernel_arguments(g)
     g.add_argument("--ablation", action="append", choices=sorted(ABLATIONS), default=[],
                    metavar="NAME", help="remove one line of the protocol (repeatable): "
                    + ", ".join(sorted(ABLATIONS)))
@@ -1999,6 +2012,7 @@ def cli_main(args: argparse.Namespace) -> int:
         EXIT_OK,
         EXIT_OUTPUT,
         EXIT_USAGE,
+        changes_from_args,
         write_output,
     )
     prog = "kvmcede explore"
@@ -2018,7 +2032,7 @@ def cli_main(args: argparse.Namespace) -> int:
             cfg, wl, kw = setup(name)
         else:
             cfg = Config(threads_per_core=args.threads_per_core, vcpus=args.vcpus,
-                         policy=args.policy, cpu=args.cpu, bugs=args.bug,
+                         policy=args.policy, cpu=args.cpu, changes=changes_from_args(args),
                          ablations=args.ablation, memory=args.memory)
             wl = default_workload(cfg) if args.workload == "default" else Workload(
                 ((),) * cfg.vcpus, name="idle")

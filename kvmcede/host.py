@@ -4,22 +4,51 @@
 blocked versus run, interrupt delivery, signals), ``kvmppc_run_core`` (ptid assignment,
 starting every runnable vcpu, waiting for ``nap_count``, exit handling, ``set_timer``
 versus ``end_cede``, ``kvmppc_remove_runnable``), ``kvmppc_vcore_blocked`` (the shared
-wait queue), ``kvmppc_pseries_do_hcall`` (H_PROD, H_CONFER) and ``kvm_vcpu_kick``.
+wait queue, and halt polling when change ``0cda69dd`` is on), ``kvmppc_pseries_do_hcall``
+(H_PROD, H_CONFER) and ``kvm_vcpu_kick``.
 
-Reference: Linux 3.2-3.4 ``arch/powerpc/kvm/book3s_hv.c`` (the 3.4 loop order: deliver
-interrupts, then count the ceded vcpus); ``reference/kernel-cede.md`` section 5.
+Reference: ``reference/kernel-cede.md`` section 5, and the 3.2-era
+``arch/powerpc/kvm/book3s_hv.c`` the reference cites as source B (``kvmppc_run_vcpu``,
+``kvmppc_vcore_blocked``, ``kvmppc_pseries_do_hcall``), which has the 3.4 loop: at the
+top of each iteration wait while ``n_busy`` or the vcore is not INACTIVE; count
+``n_ceded += v->arch.ceded`` over the runnable vcpus (no test of pending exceptions);
+``kvmppc_vcore_blocked`` or ``kvmppc_run_core``; and only then, at the *bottom* of the
+iteration, deliver interrupts to every runnable vcpu and drop the signalled ones.
+(The CyanogenMod "3.4" tree the reference lists as source C already has the later
+order — deliver and drop first, count second, no ``n_busy``, wake ``vc->wq`` on join,
+wake the first runnable task on leaving — which came with the 2012 rework "Run virtual
+core whenever any vcpus in it can run"; that rework is not modelled, see below.)
 
-What differs from the 3.4 source, on purpose:
+Consequence of the 3.4 order: a ceded vcpu whose DEC hrtimer fired while the vcore was
+held (``n_busy``, another run) is still ceded when it is counted, so it is started
+*ceded*, after the vcpus with work, and ``kvmppc_cede_reentry`` synthesizes its
+interrupt in real mode (reference 3.3) instead of the host injecting it.
 
-* Bugs off (the default) means the later fixes are in: H_PROD kicks the *target* and a
-  prodded vcpu counts as woken (8464c884, 2016, modern ``kvmppc_vcpu_woken``).  With
-  ``bugs={"hprod_wakes_caller"}`` the 3.2-4.9 behaviour is modelled instead.
-* Policy ``"host"`` (before 19ccb76a) is **inferred**: the pre-commit host handler was
-  not read.  Modelled as: H_CEDE exits the whole core; the host marks the vcpu ceded and
-  arms its DEC hrtimer (as ``kvmppc_vcpu_block`` did in v3.0); ``kvmppc_run_core`` starts
-  only vcpus that are not ceded; a ceded vcpu comes back when an interrupt is delivered
-  to it in the host.  The shared vcore wait queue is used for both policies.
-* The runner is always on thread 0 of an otherwise offline core (``on_primary_thread``).
+Which kernel (``Config.changes``):
+
+* 3.4 as shipped (default): H_PROD sets the target's ``prodded``, then tests and wakes
+  the *caller* (bug ``hprod_wakes_caller``); neither the count nor ``all_idle`` looks
+  at ``prodded``.
+* ``8464c884`` (4.10): H_PROD kicks the target if it is ceded, and a prodded vcpu
+  counts as woken: the count un-cedes it and ``all_idle`` is false (4.10's
+  ``kvmppc_vcpu_woken`` / ``kvmppc_vcore_check_block``).  The model keeps the 3.4 loop
+  around it (in 4.10 the count also un-cedes vcpus with pending exceptions, which the
+  3.4 loop delivers at its bottom instead), and its kick is 3.4's ``kvm_vcpu_kick``
+  (the targeted ``kvmppc_fast_vcpu_kick_hv`` of 54695c30 is not modelled).
+* ``0cda69dd`` (4.7, halt polling): see :func:`vcore_poll`.
+
+Not modelled, with the reason: the 2012 loop rework named above and 3.6's
+``VCORE_STARTING``/``hwthread_req`` (they belong to kernels whose real-mode side the
+model does not follow either); preemption of the runner (``VCORE_PREEMPT``, 2013) and
+piggybacking (2015); VPA/DTL updates (no effect on the protocol); ``-EBUSY`` from
+``on_primary_thread`` (the model's core is always offline and the runner always on
+thread 0).
+
+Policy ``"host"`` (before 19ccb76a) is **inferred**: the pre-commit host handler was not
+read.  Modelled as: H_CEDE exits the whole core; the host marks the vcpu ceded and arms
+its DEC hrtimer (as ``kvmppc_vcpu_block`` did in v3.0); ``kvmppc_run_core`` starts only
+vcpus that are not ceded; a ceded vcpu comes back when an interrupt is delivered to it in
+the host.  The shared vcore wait queue is used for both policies.
 """
 
 from __future__ import annotations
@@ -41,14 +70,15 @@ from .state import (
     RESUME_HOST,
     VCORE_EXITING,
     VCORE_INACTIVE,
+    VCORE_POLLING,
     VCORE_RUNNING,
     VCORE_SLEEPING,
     Machine,
     exit_count,
 )
 
-__all__ = ["TASK_READS_SHARED", "TASK_STEPS", "all_idle", "end_cede", "kick", "prod_wakes",
-           "task_step"]
+__all__ = ["HALT_POLL", "TASK_READS_SHARED", "TASK_STEPS", "all_idle", "end_cede",
+           "halt_polling", "kick", "prod_wakes", "task_step"]
 
 _DEC = 1 << BOOK3S_IRQPRIO_DECREMENTER
 EINTR = -4
@@ -79,6 +109,9 @@ def task_step(s: Machine, v: int, m) -> str | None:
         vc = s.vcore
         if s.threads[0].loc != "host" or vc.nap_count < vc.n_woken:
             return None
+    elif loc == "kvmppc_vcore_blocked.poll":
+        return ("kvmppc_vcore_blocked: poll succeeds" if s.vcore.poll_woken
+                else "kvmppc_vcore_blocked: poll window over")
     elif loc == "kvmppc_run_vcpu.out":
         # With a signal pending, wait (uninterruptibly) for a running vcore to finish.
         if (s.vcpus[v].state == KVMPPC_VCPU_RUNNABLE
@@ -90,7 +123,8 @@ def task_step(s: Machine, v: int, m) -> str | None:
 #: The locations where a task's step depends on more than the task itself and its vcpu:
 #: the vcore and thread 0.  Model.enabled keeps the step of a task anywhere else while
 #: those change.
-TASK_READS_SHARED = frozenset({"kvmppc_run_core", "kvmppc_run_vcpu.out"})
+TASK_READS_SHARED = frozenset({"kvmppc_run_core", "kvmppc_run_vcpu.out",
+                               "kvmppc_vcore_blocked.poll"})
 
 
 # ============================================================================================
@@ -104,7 +138,13 @@ def kick(e: Edit, v: int, why: str) -> None:
     the whole core leaves the guest (the 3.x behaviour 54695c30 later improved)."""
     vc = e.vcore
     cpu = e.vcpus[v].cpu
-    if vc.wq:
+    if vc.vcore_state == VCORE_POLLING and v in vc.runnable:
+        # Halt polling: nobody waits on wqp and vcpu->cpu is -1, so the kernel's kick
+        # does nothing; the runner's next kvmppc_vcore_check_block() sees the work.
+        e.vc(poll_woken=True)
+        e.event("kvm_vcpu_kick", -1, v, f"{why}: the runner is polling "
+                "(VCORE_POLLING): kvmppc_vcore_check_block() will see it, no wake-up")
+    elif vc.wq:
         for w in vc.wq:
             e.task(w, woken=True)
         e.vc(wq=())
@@ -228,13 +268,23 @@ def kvmppc_run_vcpu(e: Edit, v: int) -> None:
             start_thread(e, v)
     elif prev == KVMPPC_VCPU_BUSY_IN_HOST:
         e.vc(n_busy=e.vcore.n_busy - 1)
+    if vc.vcore_state == VCORE_POLLING:
+        # A runnable vcpu that is not ceded: the poller's kvmppc_vcore_check_block()
+        # sees it on its next look.
+        e.vc(poll_woken=True)
     # Still under vc->lock: the kernel goes straight into the loop's first test, so no
     # other task's critical section can slip in between joining and testing.
     run_vcpu_loop(e, v)
 
 
 def run_vcpu_loop(e: Edit, v: int) -> None:
-    """One iteration of kvmppc_run_vcpu's loop, under ``vc->lock``.
+    """The top of an iteration of kvmppc_run_vcpu's loop, under ``vc->lock``.
+
+    3.4 order: leave if the vcpu is no longer RUNNABLE or its task has a signal; wait
+    while ``n_busy`` or the vcore is not INACTIVE; count the ceded vcpus; if all are
+    ceded ``kvmppc_vcore_blocked``, else ``kvmppc_run_core``.  Interrupt delivery and
+    signals come at the bottom (:func:`run_vcpu_loop_bottom`), after the vcore has run
+    or slept.
 
     It is not a step of its own: every way into the loop test holds ``vc->lock`` from
     the step before (joining the runnable list, ``kvmppc_run_core`` and
@@ -249,42 +299,41 @@ def run_vcpu_loop(e: Edit, v: int) -> None:
         why = f"n_busy = {vc.n_busy}" if vc.n_busy else "the vcore is not INACTIVE"
         e.event("kvmppc_wait_for_exec", -1, v, f"{why}: sleep on cpu_run")
         return
+    # 3.4 counts v->arch.ceded and nothing else: a ceded vcpu with an interrupt queued
+    # (its DEC hrtimer fired while the vcore was held) still counts as ceded.  With
+    # 8464c884 a prodded vcpu counts as woken and stops ceding (4.10's count).
+    n_ceded = 0
+    woken_by_prod = prod_wakes(e.m)
     for w in vc.runnable:
+        u = e.vcpus[w]
+        if woken_by_prod and u.prodded:
+            if u.ceded:
+                e.vcpu(w, ceded=0)
+                e.event("kvmppc_run_vcpu", -1, w, "ceded vcpu was prodded: ceded = 0")
+        else:
+            n_ceded += u.ceded
+    e.vc(runner=v)
+    if n_ceded == len(vc.runnable):
+        e.event("kvmppc_run_vcpu", -1, v, f"all {n_ceded} runnable vcpus ceded")
+        vcore_blocked_enter(e, v)
+    else:
+        run_core(e, v)
+
+
+def run_vcpu_loop_bottom(e: Edit, v: int) -> None:
+    """The bottom of an iteration of kvmppc_run_vcpu's loop (3.4), still under
+    ``vc->lock`` after ``kvmppc_run_core`` or ``kvmppc_vcore_blocked`` returned: deliver
+    pending interrupts to every runnable vcpu (``kvmppc_core_deliver_interrupts``; an
+    injection ends a cede), take the vcpus whose task has a signal off the list
+    (KVM_EXIT_INTR, -EINTR) and wake their tasks; then the loop test again."""
+    e.vc(runner=-1)
+    for w in e.vcore.runnable:
         deliver_interrupts(e, w)
         if e.tasks[w].signal:
             remove_runnable(e, w)
             e.vcpu(w, exit_reason="KVM_EXIT_INTR", ret=EINTR)
             e.task(w, woken=True)
-    vc = e.vcore
-    if not vc.runnable or e.vcpus[v].state != KVMPPC_VCPU_RUNNABLE:
-        e.task(v, loc="kvmppc_run_vcpu.out")
-        return
-    if vc.n_busy:
-        # A signalled vcpu just left (BUSY_IN_HOST).  Deliberate deviation: the 3.4 loop
-        # goes on to count the ceded vcpus and may start the vcore in this same
-        # iteration with n_busy == 1; the model follows the reference's invariant 10.9
-        # ("the vcore runs only if n_busy == 0") and waits for that vcpu to come back.
-        e.task(v, loc="kvmppc_wait_for_exec", woken=False)
-        e.event("kvmppc_wait_for_exec", -1, v, f"n_busy = {vc.n_busy}: sleep on cpu_run")
-        return
-    n_ceded = 0
-    woken_by_prod = prod_wakes(e.m)
-    for w in vc.runnable:
-        u = e.vcpus[w]
-        if not u.pending_exceptions and not (woken_by_prod and u.prodded):
-            n_ceded += u.ceded
-        elif u.ceded:
-            e.vcpu(w, ceded=0)
-            e.event("kvmppc_run_vcpu", -1, w, "ceded vcpu has work (pending interrupt or "
-                    "prodded): ceded = 0")
-    e.vc(runner=v)
-    if n_ceded == len(vc.runnable):
-        e.vc(wq=(*vc.wq, v), vcore_state=VCORE_SLEEPING)
-        e.task(v, loc="kvmppc_vcore_blocked", woken=False)
-        e.event("kvmppc_vcore_blocked", -1, v, f"all {n_ceded} runnable vcpus ceded: "
-                "prepare_to_wait(&vc->wq), VCORE_SLEEPING")
-    else:
-        run_core(e, v)
+    run_vcpu_loop(e, v)
 
 
 def run_core(e: Edit, v: int) -> None:
@@ -293,9 +342,9 @@ def run_core(e: Edit, v: int) -> None:
     vc = e.vcore
     for w in vc.runnable:
         if e.tasks[w].signal:
-            e.vc(runner=-1)
             e.event("kvmppc_run_core", -1, v, f"vcpu {w}'s task has a signal pending: "
                     "return without running")
+            run_vcpu_loop_bottom(e, v)
             return
     busy = [w for w in vc.runnable if not e.vcpus[w].ceded]
     ceded = [w for w in vc.runnable if e.vcpus[w].ceded]
@@ -376,8 +425,8 @@ def run_core_exit(e: Edit, v: int) -> None:
         if e.vcpus[w].ret != RESUME_GUEST:
             remove_runnable(e, w)
             e.task(w, woken=True)
-    # kvmppc_run_core returns with vc->lock held: the loop goes round at once.
-    run_vcpu_loop(e, v)
+    # kvmppc_run_core returns with vc->lock held: on to the bottom of the loop.
+    run_vcpu_loop_bottom(e, v)
 
 
 def wait_for_exec(e: Edit, v: int) -> None:
@@ -392,14 +441,51 @@ def wait_for_exec(e: Edit, v: int) -> None:
 
 
 def all_idle(x: Edit | Machine, m) -> bool:
-    """``kvmppc_vcore_blocked``'s test: every runnable vcpu of ``x`` (a state or an edit
-    of one) is still ceded, with nothing pending and (bugs off) not prodded."""
+    """``kvmppc_vcore_blocked``'s test (3.4 ``all_idle``; 4.7+
+    ``kvmppc_vcore_check_block`` negated): every runnable vcpu of ``x`` (a state or an
+    edit of one) is still ceded with nothing pending and, with 8464c884, not prodded."""
     woken_by_prod = prod_wakes(m)
     for w in x.vcore.runnable:
         u = x.vcpus[w]
         if not u.ceded or u.pending_exceptions or (woken_by_prod and u.prodded):
             return False
     return True
+
+
+# ---- kvmppc_vcore_blocked, with and without halt polling -----------------------------------
+
+#: The change that adds halt polling to kvmppc_vcore_blocked (see :data:`CHANGES`).
+HALT_POLL = "0cda69dd"
+
+
+def halt_polling(m) -> bool:
+    """True when halt polling (change 0cda69dd) is in the configuration."""
+    return HALT_POLL in m.config.changes
+
+
+def vcore_blocked_enter(e: Edit, v: int) -> None:
+    """``kvmppc_vcore_blocked`` entered with ``vc->lock`` held, every runnable vcpu
+    counted ceded.
+
+    3.4: ``prepare_to_wait(&vc->wq)``, ``VCORE_SLEEPING``, unlock; the ``all_idle`` test
+    and ``schedule()`` are the next step (:func:`vcore_blocked`).
+
+    Halt polling (0cda69dd): note ``start_poll``; if this vcore's window
+    ``vc->halt_poll_ns`` is not 0, go ``VCORE_POLLING`` and unlock to poll instead
+    (:func:`vcore_poll`)."""
+    vc = e.vcore
+    if halt_polling(e.m):
+        e.vc(block_start=e.now)
+        if vc.halt_poll_ns:
+            e.vc(vcore_state=VCORE_POLLING, poll_woken=not all_idle(e, e.m))
+            e.task(v, loc="kvmppc_vcore_blocked.poll", woken=False)
+            e.event("kvmppc_vcore_blocked", -1, v, "VCORE_POLLING: poll "
+                    f"kvmppc_vcore_check_block() for up to {vc.halt_poll_ns} ns")
+            return
+    e.vc(wq=(*vc.wq, v), vcore_state=VCORE_SLEEPING)
+    e.task(v, loc="kvmppc_vcore_blocked", woken=False)
+    e.event("kvmppc_vcore_blocked", -1, v, f"all {len(vc.runnable)} runnable vcpus ceded: "
+            "prepare_to_wait(&vc->wq), VCORE_SLEEPING")
 
 
 def vcore_blocked(e: Edit, v: int) -> None:
@@ -412,37 +498,108 @@ def vcore_blocked(e: Edit, v: int) -> None:
         e.event("vcore_sleep", -1, v, "vcore sleeping on vc->wq")
     else:
         _vcore_unblock(e, v, "not all idle after all: finish_wait")
-        run_vcpu_loop(e, v)
+        adjust_halt_poll(e, v)
+        run_vcpu_loop_bottom(e, v)
 
 
 def vcore_woken(e: Edit, v: int) -> None:
-    """The runner sleeping in ``kvmppc_vcore_blocked`` is woken and goes round again."""
+    """The runner sleeping in ``kvmppc_vcore_blocked`` is woken; back in
+    kvmppc_run_vcpu's loop it delivers the interrupts (the bottom of the iteration)."""
     _vcore_unblock(e, v, "woken: finish_wait")
     e.event("vcore_wake", -1, v, "vcore runner woken")
-    run_vcpu_loop(e, v)
+    adjust_halt_poll(e, v)
+    run_vcpu_loop_bottom(e, v)
 
 
 def _vcore_unblock(e: Edit, v: int, what: str) -> None:
     # finish_wait, then relock vc->lock and mark the vcore INACTIVE; the caller goes on
-    # into the loop test under that lock (kvmppc_vcore_blocked returns holding it).
+    # into the loop under that lock (kvmppc_vcore_blocked returns holding it).
     e.vc(wq=tuple(w for w in e.vcore.wq if w != v), vcore_state=VCORE_INACTIVE, runner=-1)
     e.task(v, woken=False)
     e.event("kvmppc_vcore_blocked", -1, v, what + ", VCORE_INACTIVE")
 
 
+def vcore_poll(e: Edit, v: int) -> None:
+    """Halt polling (0cda69dd, Linux 4.7): the runner, unlocked in ``VCORE_POLLING``,
+    spins on ``kvmppc_vcore_check_block()`` until a vcpu has work or ``vc->halt_poll_ns``
+    has passed.
+
+    A wake inside the window (a queued interrupt, a prod with 8464c884, a vcpu that
+    became runnable) ends the poll at once: relock, ``VCORE_INACTIVE``, and back to the
+    loop with no ``schedule()`` and no scheduler wake-up — what polling buys.  When the
+    window ends, relock, ``VCORE_INACTIVE``, ``prepare_to_swait``, test once more under
+    the lock (a wake found now also counts as a successful poll, as in the kernel) and
+    otherwise ``VCORE_SLEEPING`` and ``schedule()`` as without polling.  Polling is host
+    time spent on thread 0 for nothing when it fails; the trace records each poll
+    (``halt_poll`` events: succeeded / failed, with the ticks polled).
+
+    Reference: ``kvmppc_vcore_blocked`` in ``arch/powerpc/kvm/book3s_hv.c`` of the
+    kernels with halt polling (read in a ~4.10-era copy; reference 7, "2016, halt
+    polling").  Not modelled: ``single_task_running()`` ending the poll early (the host
+    runs nothing else on the runner's cpu), and the statistics counters."""
+    vc = e.vcore
+    polled = e.now - vc.block_start
+    woken = vc.poll_woken or not all_idle(e, e.m)
+    e.vc(vcore_state=VCORE_INACTIVE, poll_woken=False)
+    e.task(v, woken=False)
+    if woken:
+        e.event("halt_poll", -1, v, "succeeded", polled)
+        e.event("kvmppc_vcore_blocked", -1, v, "kvmppc_vcore_check_block(): a vcpu has "
+                "work; VCORE_INACTIVE without sleeping")
+        adjust_halt_poll(e, v)
+        run_vcpu_loop_bottom(e, v)
+        return
+    e.event("halt_poll", -1, v, "failed", polled)
+    e.vc(wq=(*vc.wq, v), vcore_state=VCORE_SLEEPING)
+    e.task(v, loc="kvmppc_vcore_blocked.schedule")
+    e.event("kvmppc_vcore_blocked", -1, v, f"poll window of {vc.halt_poll_ns} ns over: "
+            "prepare_to_swait(&vc->wq), VCORE_SLEEPING, schedule()")
+    e.event("vcore_sleep", -1, v, "vcore sleeping on vc->wq")
+
+
+def adjust_halt_poll(e: Edit, v: int) -> None:
+    """Halt polling: grow or shrink this vcore's window from how long it blocked
+    (``block_ns``, from ``start_poll`` to now), as ``kvmppc_vcore_blocked`` ends:
+    a block no longer than the window leaves it; a block longer than ``halt_poll_ns``
+    (the maximum) shrinks it (``/= halt_poll_ns_shrink``, or to 0 when that is 0); a
+    block shorter than the maximum grows it (``*= halt_poll_ns_grow``, at least
+    ``halt_poll_ns_grow_start``); never above the maximum.  The grow rule is the later
+    one with ``halt_poll_ns_grow_start`` (4.7 started from a fixed 10 us)."""
+    if not halt_polling(e.m):
+        return
+    c = e.m.config.costs
+    vc = e.vcore
+    block_ns = (e.now - vc.block_start) * 1_000_000_000 // e.m.config.timebase_hz
+    cur = old = vc.halt_poll_ns
+    if c.halt_poll_ns:
+        if block_ns <= cur:
+            pass
+        elif cur and block_ns > c.halt_poll_ns:
+            cur = cur // c.halt_poll_ns_shrink if c.halt_poll_ns_shrink else 0
+        elif cur < c.halt_poll_ns and block_ns < c.halt_poll_ns and c.halt_poll_ns_grow:
+            cur = max(cur * c.halt_poll_ns_grow, c.halt_poll_ns_grow_start)
+        cur = min(cur, c.halt_poll_ns)
+    else:
+        cur = 0
+    if cur != old:
+        e.vc(halt_poll_ns=cur)
+        e.event("kvmppc_vcore_blocked", -1, v, f"blocked {block_ns} ns: vc->halt_poll_ns "
+                f"{old} -> {cur}")
+
+
 def run_vcpu_out(e: Edit, v: int) -> None:
-    """End of ``kvmppc_run_vcpu``: leave the list on a signal, hand the vcore to the next
-    runnable vcpu's task if nobody runs it, and return to ``kvmppc_vcpu_run``."""
+    """End of ``kvmppc_run_vcpu``: leave the list on a signal (KVM_EXIT_INTR) and return
+    to ``kvmppc_vcpu_run``.
+
+    3.4 wakes nobody here: a vcpu that leaves with the vcore INACTIVE and others still
+    runnable has made ``n_busy`` non-zero, and whichever task brings ``n_busy`` back to
+    0 (this one, when its vcpu comes back) runs the vcore itself.  (Waking the first
+    runnable vcpu's task here came with the later loop without ``n_busy``.)"""
     if e.vcpus[v].state == KVMPPC_VCPU_RUNNABLE:
         remove_runnable(e, v)
         e.vcpu(v, exit_reason="KVM_EXIT_INTR", ret=EINTR)
-    vc = e.vcore
-    if vc.runner == v:
+    if e.vcore.runner == v:
         e.vc(runner=-1)
-    if vc.runnable and vc.vcore_state == VCORE_INACTIVE:
-        first = vc.runnable[0]
-        e.task(first, woken=True)
-        e.event("kvmppc_run_vcpu", -1, v, f"hand the vcore over: wake vcpu {first}'s task")
     reason = e.vcpus[v].exit_reason
     if reason == "KVM_EXIT_PAPR_HCALL":
         e.task(v, loc="kvmppc_pseries_do_hcall")
@@ -483,6 +640,7 @@ TASK_STEPS: dict[str, Callable[[Edit, int], None]] = {
     "kvmppc_wait_for_exec": wait_for_exec,
     "kvmppc_vcore_blocked": vcore_blocked,
     "kvmppc_vcore_blocked.schedule": vcore_woken,
+    "kvmppc_vcore_blocked.poll": vcore_poll,
     "kvmppc_run_core": run_core_exit,
     "kvmppc_run_vcpu.out": run_vcpu_out,
     "kvmppc_pseries_do_hcall": do_hcall,

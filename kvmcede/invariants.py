@@ -27,7 +27,7 @@ from .state import (
     exit_count,
 )
 
-__all__ = ["INVARIANTS", "check_state", "check_step", "check_transition"]
+__all__ = ["INVARIANTS", "NOT_ON_POWER9", "check_state", "check_step", "check_transition"]
 
 #: name -> (reference section 10 item or "consequence", what must hold)
 INVARIANTS: dict[str, tuple[str, str]] = {
@@ -64,19 +64,52 @@ INVARIANTS: dict[str, tuple[str, str]] = {
         "consequence", "exit count <= entry count <= threads started"),
     "no_napper_after_exit": (
         "consequence", "no thread is left napping in H_CEDE once the core has left"),
+    # The POWER9 path (kvmcede.p9); checked only there.
+    "p9_ceded_vcpu_has_timer": (
+        "10.8 (POWER9)", "a ceded vcpu whose task sleeps in the cede wait has its DEC "
+        "hrtimer armed, or is woken (interrupt pending or prodded)"),
+    "p9_thread_runs_own_vcpu": (
+        "POWER9", "a thread in (or entering / leaving) the guest runs only its own vcpu, "
+        "whose thread_cpu is that thread or -1"),
+    "p9_not_ceded_in_guest": (
+        "10.10 (POWER9)", "ceded is 0 whenever the vcpu is in the guest"),
+    "p9_exits_are_per_thread": (
+        "POWER9", "no step takes a thread out of the guest but that thread's own (a kick "
+        "only IPIs it); a vcpu's exit never takes another thread out"),
+}
+
+#: The invariants that do not apply to the POWER9 path, and why (each is about the shared
+#: vcore or the real-mode nap, which the P9 path does not have).
+NOT_ON_POWER9: dict[str, str] = {
+    "entry_only_while_no_exit": "no entry_exit_count: each thread enters alone",
+    "nap_leaves_one_awake": "no nap in the guest: a ceded vcpu leaves it",
+    "cede_handled_before_nap": "no real-mode H_CEDE (kvmppc_cede sets trap = 0 after exit)",
+    "nap_is_flagged": "no nap in the guest",
+    "first_exiter_ipis_nappers": "no whole-core exit, no nappers to IPI",
+    "woken_napper_checks_exit": "no napping thread to wake",
+    "primary_leaves_last": "no primary and secondaries: every thread leaves alone",
+    "ptids_in_order": "no kvmppc_run_core, no ptids: vcpu v runs on its own thread",
+    "ceded_vcpu_has_timer": "about the vcore's runnable list; p9_ceded_vcpu_has_timer "
+                            "instead",
+    "vcore_runs_only_when_ready": "no vcore runner: each vcpu's task runs it alone",
+    "one_interrupt_per_entry": "about kvmppc_cede_reentry; p9_not_ceded_in_guest instead",
+    "counts_consistent": "no entry_exit_count, n_woken or nap_count",
+    "no_napper_after_exit": "no nap in the guest",
 }
 
 _EXT = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
 #: Task locations whose step ends the runner's previous run or sleep and marks the vcore
 #: INACTIVE itself before the loop test in the same vc->lock section.
 _RUNNER_RELOCKS = frozenset({"kvmppc_run_core", "kvmppc_vcore_blocked",
-                             "kvmppc_vcore_blocked.schedule"})
+                             "kvmppc_vcore_blocked.schedule", "kvmppc_vcore_blocked.poll"})
 _PAST_PRODDED_TEST = frozenset({"kvmppc_h_cede.napping_threads", "kvmppc_h_cede.recheck",
                                 "kvmppc_h_cede.nap", "nap"})
 
 
 def check_state(m, s: Machine) -> list[tuple[str, str]]:
     """Invariants that are properties of one state."""
+    if m.config.cpu == "POWER9":  # the shared-vcore invariants do not apply (NOT_ON_POWER9)
+        return _p9_state(s)
     bad: list[tuple[str, str]] = []
     vc = s.vcore
     eec = vc.entry_exit_count
@@ -133,6 +166,8 @@ def check_step(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]
 def check_transition(m, prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]]:
     """The invariants of one step ``prev --step--> s`` that are about the step itself
     (:func:`check_step` without those of the state ``s``)."""
+    if m.config.cpu == "POWER9":
+        return _p9_transition(prev, step, s)
     bad: list[tuple[str, str]] = []
     pv, nv = prev.vcore, s.vcore
     pe, ne = pv.entry_exit_count, nv.entry_exit_count
@@ -215,4 +250,49 @@ def _check_ptids(m, prev: Machine, s: Machine) -> list[tuple[str, str]]:
     for p, v in enumerate(expect):
         if s.threads[p].vcpu != v:
             return [("ptids_in_order", f"vcpu {v} (ptid {p}) not started on thread {p}")]
+    return []
+
+
+# ============================================================================================
+# The POWER9 path (kvmcede.p9)
+# ============================================================================================
+
+#: Thread locations of the P9 path where a thread holds its vcpu (in, entering, leaving).
+_P9_ON_THREAD = frozenset({"kvmhv_p9_guest_entry", "guest", "kvmhv_p9_guest_entry.exit",
+                           "kvmppc_cede"})
+
+
+def _p9_state(s: Machine) -> list[tuple[str, str]]:
+    """The invariants of one state on the POWER9 path."""
+    bad: list[tuple[str, str]] = []
+    for i, t in enumerate(s.threads):
+        if t.loc not in _P9_ON_THREAD:
+            continue
+        v = t.vcpu
+        if v != i or s.vcpus[v].thread_cpu not in (-1, i):
+            bad.append(("p9_thread_runs_own_vcpu", f"thread {i} at {t.loc} holds vcpu {v}"
+                        + ("" if v < 0 else f" (thread_cpu {s.vcpus[v].thread_cpu})")))
+            continue
+        u = s.vcpus[v]
+        if t.loc in ("kvmhv_p9_guest_entry", "guest") and u.ceded:
+            bad.append(("p9_not_ceded_in_guest", f"vcpu {v} is ceded at {t.loc}"))
+        if t.loc == "guest" and (t.gprs != u.gpr_expect or t.fprs != u.fpr_expect):
+            bad.append(("nv_registers_preserved", f"vcpu {v} runs with NV regs tag "
+                        f"{t.gprs}/{t.fprs}, it last wrote {u.gpr_expect}/{u.fpr_expect}"))
+    for v, k in enumerate(s.tasks):
+        u = s.vcpus[v]
+        if (k.loc == "kvmhv_run_single_vcpu.schedule" and u.ceded and not u.timer_running
+                and not u.pending_exceptions and not u.prodded):
+            bad.append(("p9_ceded_vcpu_has_timer", f"vcpu {v} sleeps ceded with no DEC "
+                        "hrtimer and nothing to wake it"))
+    return bad
+
+
+def _p9_transition(prev: Machine, step: Step, s: Machine) -> list[tuple[str, str]]:
+    """The invariants of one step on the POWER9 path."""
+    mine = step.index if step.actor == "thread" else -1
+    for i, (a, b) in enumerate(zip(prev.threads, s.threads, strict=True)):
+        if a.loc == "guest" and b.loc != "guest" and i != mine:
+            return [("p9_exits_are_per_thread", f"step {step.label()} took thread {i} out "
+                     "of the guest")]
     return []

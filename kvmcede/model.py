@@ -5,10 +5,15 @@ This is the one model both schedulers drive (DESIGN.md, "one model, two schedule
 every enabled step.  A :class:`Model` binds a :class:`~kvmcede.config.Config` and a
 :class:`~kvmcede.guest.Workload`; ``initial()`` gives the first state, ``enabled(s)``
 the steps, ``apply(s, step)`` the next state and the events the step emitted.
+
+``Config(cpu="POWER9")`` selects the POWER9 path (:mod:`kvmcede.p9`): the same actors,
+state and guest programs, with the threads' and tasks' steps (and the reactions of the
+interrupt sources that kick a vcpu) taken from that module.
 """
 
 from __future__ import annotations
 
+from . import p9
 from .config import Config
 from .edit import PRODDER, Edit, Step
 from .guest import GUEST_STEPS, Workload
@@ -49,6 +54,19 @@ class Model:
         self._ksteps = [_StepTable("task", v) for v in range(config.vcpus)]
         self._timer_steps = [Step("timer", v, "kvmppc_decrementer_func")
                              for v in range(config.vcpus)]
+        # Which semantics the actors follow: the POWER7/PPC970 vcore protocol, or the
+        # POWER9 path (kvmcede.p9).
+        self._p9 = p9_path = config.cpu == "POWER9"
+        self._thread_step = p9.thread_step if p9_path else thread_step
+        self._thread_shared = frozenset() if p9_path else THREAD_READS_SHARED
+        self._task_step = p9.task_step if p9_path else task_step
+        self._task_shared = p9.TASK_READS_SHARED if p9_path else TASK_READS_SHARED
+        self._task_steps = p9.TASK_STEPS if p9_path else TASK_STEPS
+        self._timer_fn = p9.kvmppc_decrementer_func if p9_path else kvmppc_decrementer_func
+        self._prodder_fn = p9.remote_prod_mb if p9_path else remote_prod_mb
+        self._world = {**WORLD_STEPS, **{n: (f, WORLD_STEPS[n][1])
+                                         for n, f in p9.WORLD_STEPS.items()}
+                       } if p9_path else WORLD_STEPS
 
     def ticks(self, us: float) -> int:
         """Microseconds to timebase ticks."""
@@ -56,10 +74,14 @@ class Model:
 
     def initial(self, budget: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)) -> Machine:
         """All vcpus STOPPED, their tasks in userspace about to call KVM_RUN; thread 0 in
-        the host, the other threads offline in nap."""
+        the host, the other threads offline in nap (POWER9: thread ``v`` runs vcpu ``v``'s
+        task, the others idle)."""
         cfg = self.config
-        threads = (Thread("host"),) + tuple(
-            Thread("secondary_nap", pece=1) for _ in range(cfg.threads_per_core - 1))
+        if self._p9:
+            threads = p9.initial_threads(cfg.threads_per_core, cfg.vcpus)
+        else:
+            threads = (Thread("host"),) + tuple(
+                Thread("secondary_nap", pece=1) for _ in range(cfg.threads_per_core - 1))
         vcpus = tuple(Vcpu() for _ in range(cfg.vcpus))
         tasks = tuple(Task() for _ in range(cfg.vcpus))
         return Machine(threads, Vcore(), vcpus, tasks, budget=budget)
@@ -82,6 +104,8 @@ class Model:
         # identity check of those parts against the last state seen (None: not read) lets
         # most actors skip recomputing their guard.
         cache = self._tcache
+        thread_step_ = self._thread_step
+        shared_locs = self._thread_shared
         for i, t in enumerate(s.threads):
             v = t.vcpu
             vo = vcpus[v] if v >= 0 else None
@@ -89,9 +113,9 @@ class Model:
             if c[0] is t and c[2] is vo and (c[1] is None or (c[1] is vc and c[3] is stores)):
                 st = c[4]
             else:
-                name = thread_step(s, i, self)
+                name = thread_step_(s, i, self)
                 st = None if name is None else self._tsteps[i][name]
-                shared = t.loc in THREAD_READS_SHARED
+                shared = t.loc in shared_locs
                 cache[i] = (t, vc if shared else None, vo, stores if shared else None, st)
             if st is not None:
                 out.append(st)
@@ -105,16 +129,20 @@ class Model:
         vcpus = s.vcpus
         stores = s.stores
         cache = self._kcache
-        t0 = s.threads[0]
+        # The shared part a task's guard may read: thread 0 (the vcore's primary) or, on
+        # the POWER9 path, its own thread (any change to the threads re-tests it).
+        t0 = s.threads if self._p9 else s.threads[0]
+        task_step_ = self._task_step
+        shared_locs = self._task_shared
         for v, k in enumerate(s.tasks):
             vo = vcpus[v]
             c = cache[v]
             if c[0] is k and c[2] is vo and (c[1] is None or (c[1] is vc and c[3] is t0)):
                 st = c[4]
             else:
-                name = task_step(s, v, self)
+                name = task_step_(s, v, self)
                 st = None if name is None else self._ksteps[v][name]
-                shared = k.loc in TASK_READS_SHARED
+                shared = k.loc in shared_locs
                 cache[v] = (k, vc if shared else None, vo, t0 if shared else None, st)
             if st is not None:
                 out.append(st)
@@ -143,20 +171,22 @@ class Model:
         actor, i, name = step
         if actor == "thread":
             loc = s.threads[i].loc
-            if loc == "guest":
+            if self._p9:
+                fn = p9.thread_function(loc, name)
+            elif loc == "guest":
                 fn = kvmppc_interrupt if name == "kvmppc_interrupt" else GUEST_STEPS[name]
             else:
                 fn = THREAD_STEPS[loc]
         elif actor == "task":
-            fn = TASK_STEPS[s.tasks[i].loc]
+            fn = self._task_steps[s.tasks[i].loc]
         elif actor == "timer":
-            fn = kvmppc_decrementer_func
+            fn = self._timer_fn
         elif actor == "prodder":
-            fn = remote_prod_mb
+            fn = self._prodder_fn
         elif actor == "drain":
             fn = drain
         elif actor == "world":
-            fn, b = WORLD_STEPS[name]
+            fn, b = self._world[name]
             if s.budget[b] > 0:
                 e.spend(b)
         else:

@@ -769,8 +769,8 @@ def timeline(trace: Trace, start_us: float | None = None, end_us: float | None =
         what = "counterexample" if trace.source == "explore" else "simulation"
         title = (f"{what}: policy {cfg.policy}, SMT{cfg.threads_per_core}, "
                  f"{cfg.vcpus} vcpu{'s' if cfg.vcpus > 1 else ''}")
-        if cfg.ablations or cfg.bugs:
-            title += " — " + ", ".join(sorted(cfg.ablations | cfg.bugs))
+        if cfg.ablations or cfg.changes:
+            title += " — " + ", ".join(sorted(cfg.ablations | cfg.changes))
     if title:
         ax.set_title(title, fontsize=10, loc="left")
     if legend == "all":

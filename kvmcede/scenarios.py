@@ -76,6 +76,7 @@ def _headline_programs(duration_us: float) -> tuple[tuple[Op, ...], ...]:
 
 _HEADLINE_US = 20_000.0
 _SMT2 = Config(threads_per_core=2, vcpus=2)
+_P9 = Config(cpu="POWER9")
 _A_B_D_BUSY = Busy(400)
 
 #: S4 and S5 are one run: A, the last busy vcpu, cedes (S4); B's timer then wakes the
@@ -204,19 +205,20 @@ _ALL: tuple[Scenario, ...] = (
     Scenario(
         "h-prod", "A vcpu prods a napping vcpu (H_PROD)",
         "A calls H_PROD on C, which naps with no timer: H_PROD is not handled in real mode, "
-        "so the core exits, the host sets C's prodded flag (reference 5.6; the 8464c884 "
-        "fix is on by default, so a prodded vcpu counts as woken) and restarts the vcore "
+        "so the core exits, the host sets C's prodded flag (reference 5.6; this scenario "
+        "runs Linux 4.10's fixes, so a prodded vcpu counts as woken) and restarts the vcore "
         "with C not ceded.  C returns from H_CEDE, cedes again, finds prodded set and "
         "returns at once (kvm_cede_prodded, reference 2 step 4).",
-        Config(), _wl("h-prod", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+        Config.linux("4.10"), _wl("h-prod", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
                       (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
     Scenario(
         "remote-prod", "H_PROD from another core reaches a napping vcpu",
         "A vcpu on another core prods C while C naps in the running vcore: prodded = 1, "
         "smp_mb, C is ceded, so kvm_vcpu_kick sends smp_send_reschedule to vcpu->cpu, "
         "which is thread 0 of the core, and the whole core leaves the guest (reference "
-        "5.5, 5.6).  On re-entry C returns from H_CEDE and finds its prod.",
-        Config(), _wl("remote-prod", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Idle(None), Busy(100)),
+        "5.5, 5.6).  On re-entry C returns from H_CEDE and finds its prod.  (Runs Linux "
+        "4.10's fixes; in 3.4 H_PROD tests the caller and kicks nobody.)",
+        Config.linux("4.10"), _wl("remote-prod", (_A_B_D_BUSY,), (_A_B_D_BUSY,), (Idle(None), Busy(100)),
                       (_A_B_D_BUSY,), events=(RemoteProd(40.0, 2),)), 120.0),
     Scenario(
         "signal", "Signals to vcpu tasks",
@@ -245,6 +247,40 @@ _ALL: tuple[Scenario, ...] = (
         _SMT2, _wl("primary-wake", (Busy(20), Idle(None)), (Busy(300),),
                    events=(Interrupt(60.0, 0),)), 120.0),
     Scenario(
+        "held-timer", "A timer that fires while the vcore is held is delivered in real mode",
+        "C naps; A's MMIO takes the core out and C stays ceded in the host with its DEC "
+        "hrtimer armed, which fires while A is in userspace (n_busy = 1), so the DEC is "
+        "queued and the kick finds nobody to wake (reference 5.5).  In 3.4 "
+        "kvmppc_run_vcpu counts ceded vcpus before it delivers interrupts (5.3), so when A "
+        "is back C is still ceded: it gets the last ptid, is started ceded, and "
+        "kvmppc_cede_reentry synthesizes the 0x900 in real mode (reference 3.3) instead of "
+        "the host injecting it.",
+        Config(vcpus=3), _wl("held-timer", (Busy(20), Mmio(60), Busy(300)), (Busy(300),),
+                             (Idle(30), Busy(100))), 150.0),
+    Scenario(
+        "h-prod-3.4", "H_PROD in Linux 3.4 as shipped: both bugs at once",
+        "The h-prod workload on Linux 3.4 as shipped: H_PROD sets C's prodded flag but "
+        "tests and wakes the caller (bug hprod_wakes_caller, reference 5.6), and the count "
+        "ignores prodded, so C is restarted ceded.  C returns from H_CEDE, cedes again and "
+        "finds prodded set, but the branch to the prodded code lands on the nap sequence "
+        "(bug prodded_branch, reference 2 step 4): C naps with no napping bit and no saved "
+        "registers.",
+        Config(), _wl("h-prod-3.4", (Busy(30), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+                      (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
+    Scenario(
+        "halt-poll", "Halt polling: the runner polls before it sleeps (Linux 4.7)",
+        "A single vcpu cedes for short periods, so every H_CEDE takes the vcore to the host "
+        "(S15); with change 0cda69dd kvmppc_vcore_blocked first polls "
+        "kvmppc_vcore_check_block() in VCORE_POLLING for vc->halt_poll_ns, and a DEC "
+        "hrtimer that fires inside the window is seen without a scheduler wake-up "
+        "(reference 7, 2016 halt polling).  The window starts at 0, grows after short "
+        "blocks and is reset by a long one; halt_poll_ns is raised to 100 us here because "
+        "the model's illustrative host wake-up (20 us) exceeds the 10 us default.",
+        Config(threads_per_core=1, vcpus=1, changes={"0cda69dd"},
+               costs=CostModel(halt_poll_ns=100_000)),
+        _wl("halt-poll", (Busy(5), Idle(10), Busy(5), Idle(10), Busy(5), Idle(10), Busy(5),
+                          Idle(300), Busy(5))), 800.0),
+    Scenario(
         "mediated-external", "An external interrupt behind a host-injected one (LPCR_MER)",
         "C's DEC expires while A is in userspace for an MMIO, so the host injects 0x900 "
         "into C; a device interrupt for C arrives while C's thread is still being started "
@@ -254,7 +290,30 @@ _ALL: tuple[Scenario, ...] = (
         "(reference 3.3).",
         Config(vcpus=3), _wl("mediated-external", (Busy(20), Mmio(40), Busy(3000)),
                              (Busy(3000),), (Idle(25), Idle(None)),
-                             events=(Interrupt(88.0, 2),)), 200.0),
+                             events=(Interrupt(80.0, 2),)), 200.0),
+    Scenario(
+        "p9-headline", "The headline workload on the POWER9 path",
+        "The headline workload with cpu 'POWER9' (Linux 4.20+ P9 path, 95a6432c; reference "
+        "section 7): every vcpu runs alone in kvmhv_run_single_vcpu on its own thread.  An "
+        "idle vcpu's H_CEDE exits only its own thread; kvmppc_cede marks it ceded, the host "
+        "arms its DEC hrtimer (kvmppc_set_timer) and its task sleeps on the vcpu's rcuwait, "
+        "leaving the thread free for the host; the timer's kick (kvmppc_fast_vcpu_kick_hv) "
+        "wakes the task, which re-enters and delivers the DEC at 0x900.  The busy vcpu never "
+        "leaves the guest for them, and no exit is ever whole-core: compare its per-vcpu "
+        "exits and wake-up latency with the headline scenario's naps.",
+        _P9, _wl("p9-headline", *_headline_programs(_HEADLINE_US)), _HEADLINE_US),
+    Scenario(
+        "p9-h-prod", "H_PROD wakes a ceded vcpu on the POWER9 path",
+        "C cedes with no timer: its thread alone leaves the guest, kvmppc_cede finds no "
+        "prod, and C's task sleeps on its rcuwait.  A calls H_PROD on C: A's thread exits, "
+        "kvmppc_pseries_do_hcall sets C's prodded, smp_mb, sees C ceded and "
+        "kvmppc_fast_vcpu_kick_hv wakes C's task (C is on no thread, so no IPI).  "
+        "kvmppc_vcpu_check_block sees C woken (prodded), ceded = 0, C re-enters, returns "
+        "from H_CEDE with nothing to do, cedes again, and kvmppc_cede finds prodded set: "
+        "it clears it and H_CEDE returns at once (reference section 7).  B and D never "
+        "leave the guest.",
+        _P9, _wl("p9-h-prod", (Busy(100), Prod(2), Busy(300)), (_A_B_D_BUSY,),
+                 (Idle(None), Busy(100)), (_A_B_D_BUSY,)), 200.0),
 )
 
 #: The scenarios by name, in the order of the reference.

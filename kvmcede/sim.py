@@ -27,6 +27,9 @@ from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .host import all_idle
 from .invariants import check_step
 from .model import Model
+from .p9 import CEDE as _P9_CEDE
+from .p9 import EXIT as _P9_EXIT
+from .p9 import STOP as _P9_STOP
 from .state import DEC_ARMED, KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Machine
 from .trace import Event, Trace
 
@@ -49,13 +52,16 @@ LOC_ACTIVITY: dict[str, str] = {
     "guest": "guest", "nap": "nap", "secondary_nap": "offline", "host": "host",
     "secondary_too_late": "exiting", **dict.fromkeys(_EXIT_LOCS, "exiting"),
     **dict.fromkeys(_CEDE_LOCS, "cede"),
+    # POWER9 path: a thread leaving the guest alone, running kvmppc_cede, or idle in the
+    # host while its vcpu's task sleeps (shown like an offline thread: free for the host).
+    _P9_EXIT: "exiting", _P9_CEDE: "cede", _P9_STOP: "offline",
 }
 
 
 def thread_activity(s: Machine, i: int) -> str:
     """What hardware thread ``i`` is doing, for timelines: "guest", "nap" (napping in
-    H_CEDE), "cede" (real-mode cede / wake code), "entry", "exiting", "offline"
-    (secondary_nap), "host"."""
+    H_CEDE), "cede" (real-mode cede / wake code; kvmppc_cede on POWER9), "entry",
+    "exiting", "offline" (secondary_nap; on POWER9 idle in the host), "host"."""
     return LOC_ACTIVITY.get(s.threads[i].loc, "entry")
 
 
@@ -112,7 +118,6 @@ class _Clock:
             "hdec_soon: HDEC poke, IPI nappers": c.realmode_step,
             "secondary_nap": c.partition_switch,
             "switch_to_host": c.partition_switch,
-            "kvm_start_guest": c.ipi_latency + c.nap_wakeup,
             "guest_interrupt": c.realmode_step,
             "guest_dec": c.realmode_step,
             "H_CEDE": c.realmode_step,
@@ -122,16 +127,39 @@ class _Clock:
             "kvmppc_run_vcpu": c.host_step + loop,
             "kvmppc_wait_for_exec: woken": c.host_wakeup + loop,
             "kvmppc_vcore_blocked: woken": c.host_wakeup + loop,
+            # Halt polling: a wake inside the window is seen at once by the spinning
+            # runner, which goes round the loop with no scheduler wake-up.
+            "kvmppc_vcore_blocked: poll succeeds": c.host_step + loop,
             "kvmppc_run_core: after exit": c.host_exit_handling + loop,
             "kvmppc_run_vcpu: return": c.host_step,
             "kvmppc_pseries_do_hcall": c.hcall_in_host,
             "kvmppc_decrementer_func": c.hrtimer_latency,
             "H_PROD: smp_mb; test ceded": c.realmode_step,
             "store visible": c.store_drain,
+            # POWER9 path (kvmcede.p9): one thread enters / leaves alone; the host side
+            # handles one vcpu, not a whole vcore.
+            "kvmhv_run_single_vcpu": c.host_step,
+            "kvmhv_p9_guest_entry": c.p9_guest_entry,
+            "kvmhv_p9_guest_entry: exit": c.p9_guest_exit,
+            "kvmppc_cede": c.realmode_step,
+            "kvmhv_run_single_vcpu: after exit": c.host_step,
+            "kvmhv_run_single_vcpu: woken": c.host_wakeup,
         }
 
     def cost(self, s: Machine, step: Step) -> int:
         name = step.name
+        if name == "kvm_start_guest":
+            # Out of nap through the system reset vector: an offline secondary started
+            # by the host's IPI (thread_start), or a thread napping in H_CEDE woken by
+            # an IPI or by its own decrementer (nap_wakeup; no IPI to wait for).
+            t = s.threads[step.index]
+            if t.loc == "secondary_nap":
+                return self.c.ipi_latency + self.c.thread_start
+            return self.c.nap_wakeup + (self.c.ipi_latency if t.ipi else 0)
+        if name == "kvmppc_vcore_blocked: poll window over":
+            # The runner spins for the whole window (vc->halt_poll_ns, nanoseconds).
+            ns = s.vcore.halt_poll_ns
+            return ns * self.m.config.timebase_hz // 1_000_000_000 + self.c.host_step
         if name == "kvmppc_hv_entry":
             return self.c.guest_entry if step.index == 0 else self.c.realmode_step
         if name == "kvmppc_interrupt":

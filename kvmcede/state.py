@@ -33,6 +33,7 @@ __all__ = [
     "RESUME_HOST",
     "VCORE_EXITING",
     "VCORE_INACTIVE",
+    "VCORE_POLLING",
     "VCORE_RUNNING",
     "VCORE_SLEEPING",
     "Dec",
@@ -51,8 +52,13 @@ VCORE_INACTIVE = 0
 VCORE_RUNNING = 1
 VCORE_EXITING = 2
 VCORE_SLEEPING = 3
+#: The runner polls ``kvmppc_vcore_check_block()`` before sleeping (halt polling, change
+#: 0cda69dd, Linux 4.7).  Not a 3.4 state: the kernels with halt polling also have
+#: PREEMPT (and, for a while, PIGGYBACK) and number their states differently; the model
+#: keeps 3.4's numbers and adds this one after them.
+VCORE_POLLING = 4
 VCORE_STATE_NAMES = {0: "VCORE_INACTIVE", 1: "VCORE_RUNNING", 2: "VCORE_EXITING",
-                     3: "VCORE_SLEEPING"}
+                     3: "VCORE_SLEEPING", 4: "VCORE_POLLING"}
 
 # --- vcpu->arch.state (Linux 3.4) ----------------------------------------------------------
 KVMPPC_VCPU_STOPPED = 0
@@ -133,6 +139,9 @@ class Thread(NamedTuple):
     fprs: int = 0
     #: Trap number of the exit this thread is taking (0 for a handled hcall).
     trap: int = 0
+    #: POWER9 path only: this thread's own HDEC has expired (the host's next timer event;
+    #: HDEC is per thread on POWER9, so the tick takes each thread out on its own).
+    hdec_expired: bool = False
 
 
 class Vcore(NamedTuple):
@@ -148,7 +157,8 @@ class Vcore(NamedTuple):
     nap_count: int = 0
     #: Secondaries the host IPI'd to start this run.
     n_woken: int = 0
-    #: 1 while the core's partition registers hold the guest's LPID/SDR1.
+    #: 1 while the core's partition registers hold the guest's LPID/SDR1.  (POWER9 path:
+    #: the number of threads in the guest, each with the guest's LPID on its own.)
     in_guest: int = 0
     #: ``runnable_threads``: vcpu ids in list order (``n_runnable`` is its length).
     runnable: tuple[int, ...] = ()
@@ -163,6 +173,18 @@ class Vcore(NamedTuple):
     hdec_expired: bool = False
     #: Task (vcpu id) currently acting as the vcore's runner, -1 if none.
     runner: int = -1
+    # ---- halt polling (change 0cda69dd, Linux 4.7; unused without it) ----
+    #: ``vc->halt_poll_ns``: this vcore's current polling window, in nanoseconds; grown
+    #: and shrunk after every block (see :func:`kvmcede.host.adjust_halt_poll`).
+    halt_poll_ns: int = 0
+    #: ``start_poll``: time (timebase ticks) the runner entered kvmppc_vcore_blocked,
+    #: from which ``block_ns`` is measured (0 in the explorer, which has no time).
+    block_start: int = 0
+    #: Model-only: a kick found the runner polling, so its next
+    #: ``kvmppc_vcore_check_block()`` sees a vcpu with work.  The kernel's poller reads
+    #: the vcpus directly; keeping the fact on the vcore lets the polling task's step
+    #: depend on the vcore alone (what :meth:`kvmcede.model.Model.enabled` caches on).
+    poll_woken: bool = False
 
     @property
     def n_runnable(self) -> int:
@@ -224,6 +246,9 @@ class Vcpu(NamedTuple):
     #: Interrupts raised for this vcpu and not yet delivered at their vector (bitmap of
     #: ``1 << BOOK3S_IRQPRIO_*``; used for the delivery property and latency metric).
     raised: int = 0
+    #: ``vcpu->arch.thread_cpu`` (POWER9 path): the hardware thread the vcpu runs on while
+    #: in ``kvmhv_run_single_vcpu``'s guest entry, -1 outside; the thread a kick IPIs.
+    thread_cpu: int = -1
 
 
 class Task(NamedTuple):

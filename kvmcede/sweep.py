@@ -37,11 +37,11 @@ __all__ = ["CONFIG_KEYS", "SerialExecutor", "SweepResult", "metric_names", "swee
 #: Config fields a grid may vary (``seed`` comes from ``seeds=``; the cost model is varied
 #: one field at a time as ``"costs.<field>"``, in timebase ticks).
 CONFIG_KEYS: tuple[str, ...] = ("threads_per_core", "vcpus", "policy", "cpu", "memory",
-                                "bugs", "ablations", "timebase_hz")
+                                "changes", "ablations", "timebase_hz")
 COST_KEYS: tuple[str, ...] = tuple(f"costs.{f.name}" for f in fields(CostModel))
 #: Config columns every row carries (the rest appear only when the grid varies them).
-_ROW_CONFIG = ("policy", "threads_per_core", "vcpus", "cpu", "memory", "bugs", "ablations")
-_NAME_SETS = ("bugs", "ablations")
+_ROW_CONFIG = ("policy", "threads_per_core", "vcpus", "cpu", "memory", "changes", "ablations")
+_NAME_SETS = ("changes", "ablations")
 
 WorkloadFn = Callable[..., Workload]
 
@@ -72,7 +72,7 @@ class SweepResult(Sequence):
     ``params`` names the parameter columns (Config fields, workload parameters,
     ``duration_us``, ``seed``); ``metrics`` names the metric columns
     (:meth:`Metrics.summary() <kvmcede.trace.Metrics.summary>` plus ``steps``, the number
-    of model steps the run took).  Collections of names (``bugs``, ``ablations``) are
+    of model steps the run took).  Collections of names (``changes``, ``ablations``) are
     written as one string joined with ``+`` ("" for none), so every cell is a scalar."""
 
     rows: list[dict[str, Any]]
@@ -189,7 +189,7 @@ def _values(key: str, vals: object) -> list[Any]:
 
 
 def _names(key: str, v: object) -> frozenset[str]:
-    """A bugs/ablations grid value: None or "" (none), one name, or a collection."""
+    """A changes/ablations grid value: None or "" (none), one name, or a collection."""
     if v is None or v == "":
         return frozenset()
     if isinstance(v, str):
@@ -340,7 +340,7 @@ def sweep(grid: Mapping[str, Iterable[Any]] | Sequence[Mapping[str, Iterable[Any
     product (a list of such mappings sweeps each in turn).  Allowed names:
 
     * Config fields :data:`CONFIG_KEYS` (``policy``, ``threads_per_core``, ``vcpus``,
-      ``cpu``, ``memory``, ``bugs``, ``ablations``, ``timebase_hz``) — a ``bugs`` or
+      ``cpu``, ``memory``, ``changes``, ``ablations``, ``timebase_hz``) — a ``changes`` or
       ``ablations`` value is one name, a collection of names, or None for none;
       without ``vcpus`` a ``threads_per_core`` axis uses a full vcore (vcpus = threads);
     * ``"costs.<field>"`` for one :class:`~kvmcede.config.CostModel` field (ticks);

@@ -68,6 +68,10 @@ class Metrics:
     * ``lost_guest_us`` (the commit's headline inefficiency): time vcpus with work spent
       out of the guest in whole-core exits caused by *another* vcpu's idleness
       (:data:`IDLENESS_REASONS`); ``lost_by_reason``: the same for every reason.
+    * ``vcpu_exits`` / ``vcpu_exits_by_reason`` (POWER9 path): exits that took one vcpu's
+      thread, and only it, out of the guest.  They are never whole-core exits, so on
+      POWER9 ``whole_core_exits`` and the lost guest time stay 0: no vcpu is pulled out
+      by another's exit.  ``host_ipis`` there counts the kicks' IPIs to a vcpu's thread.
     """
 
     duration_us: float
@@ -84,6 +88,16 @@ class Metrics:
     lost_guest_us: float
     lost_by_reason: dict[str, float]
     lost_by_vcpu: dict[int, float] = field(default_factory=dict)
+    #: Which kernel and policy produced the trace (``Config.kernel``, policy, cpu).
+    kernel: str = ""
+    #: Halt polling (change 0cda69dd): polls of the vcore runner that saw a wake inside
+    #: the window, polls whose window ran out (the runner then slept), and host time
+    #: spent polling (microseconds).  All 0 without the change.
+    polls_succeeded: int = 0
+    polls_failed: int = 0
+    poll_us: float = 0.0
+    vcpu_exits: int = 0
+    vcpu_exits_by_reason: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
         """The headline numbers as one flat dict (what sweeps put in a table row)."""
@@ -108,20 +122,29 @@ class Metrics:
         out["latency_mean_us"] = round(sum(v["mean"] * v["count"] for v in lat) / cnt, 3) \
             if cnt else 0.0
         out["latency_max_us"] = round(max((v["max"] for v in lat), default=0.0), 3)
+        out["vcpu_exits"] = self.vcpu_exits
         return out
 
     def table(self) -> str:
         """A plain-text table of the metrics (what the CLI prints)."""
-        rows = [("duration", f"{self.duration_us:,.1f} us"),
+        rows = [("kernel", self.kernel)] if self.kernel else []
+        rows += [("duration", f"{self.duration_us:,.1f} us"),
                 ("whole-core exits", str(self.whole_core_exits))]
         for r, c in sorted(self.exits_by_reason.items()):
             rows.append((f"  exits: {r}", str(c)))
+        if self.vcpu_exits:
+            rows.append(("per-vcpu exits (POWER9)", str(self.vcpu_exits)))
+            for r, c in sorted(self.vcpu_exits_by_reason.items()):
+                rows.append((f"  vcpu exits: {r}", str(c)))
         rows += [("IPIs to napping threads", str(self.ipis_to_nappers)),
                  ("host IPIs to thread 0 (kicks)", str(self.host_ipis)),
                  ("naps in H_CEDE", str(self.naps)),
                  ("vcore sleeps", str(self.vcore_sleeps)),
-                 ("host wake-ups", str(self.host_wakeups)),
-                 ("guest time lost to idleness", f"{self.lost_guest_us:,.1f} us")]
+                 ("host wake-ups", str(self.host_wakeups))]
+        if self.polls_succeeded or self.polls_failed:
+            rows.append(("halt polls (ok / failed)", f"{self.polls_succeeded} / "
+                         f"{self.polls_failed}, {self.poll_us:,.1f} us polling"))
+        rows.append(("guest time lost to idleness", f"{self.lost_guest_us:,.1f} us"))
         for kind, d in sorted(self.latency.items()):
             if d["count"]:
                 rows.append((f"latency {kind}", f"n={d['count']:.0f} mean {d['mean']:.1f} "
@@ -138,7 +161,10 @@ class Metrics:
 def _compute_metrics(tr: Trace) -> Metrics:
     us = tr.us
     exits: dict[str, int] = {}
+    vcpu_exits: dict[str, int] = {}
     ipis_napper = host_ipis = naps = sleeps = wakeups = 0
+    polls = {"succeeded": 0, "failed": 0}
+    poll_ticks = 0
     n = tr.config.vcpus
     split = {v: dict.fromkeys(VCPU_ACTIVITIES, 0) for v in range(n)}
     act = ["stopped"] * n
@@ -176,13 +202,15 @@ def _compute_metrics(tr: Trace) -> Metrics:
                 reason = f"external ({last_kick} kick)"
             exits[reason] = exits.get(reason, 0) + 1
             cause = (reason, kicked if reason != ev.detail else ev.vcpu)
+        elif k == "vcpu_exit":
+            vcpu_exits[ev.detail] = vcpu_exits.get(ev.detail, 0) + 1
         elif k == "kvmppc_hv_entry" and ev.thread == 0:
             advance(ev.time)
             cause = None
         elif k == "ipi":
             if ev.thread >= 0:
                 ipis_napper += 1
-            elif ev.detail.startswith("host reschedule"):
+            elif ev.detail.startswith(("host reschedule", "host IPI")):
                 host_ipis += 1
                 last_kick = ev.detail.rsplit("(", 1)[-1].rstrip(")")
                 kicked = ev.vcpu
@@ -194,6 +222,9 @@ def _compute_metrics(tr: Trace) -> Metrics:
             sleeps += 1
         elif k == "host_wakeup":
             wakeups += 1
+        elif k == "halt_poll":
+            polls[ev.detail] += 1
+            poll_ticks += ev.arg
         elif k == "raise":
             raised.setdefault((ev.vcpu, ev.arg), []).append(ev.time)
         elif k == "deliver":
@@ -222,7 +253,12 @@ def _compute_metrics(tr: Trace) -> Metrics:
         time_split={v: {a: us(t) for a, t in d.items()} for v, d in split.items()},
         latency=latency, undelivered=sum(len(p) for p in raised.values()),
         lost_guest_us=sum(lost_by_vcpu.values()),
-        lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu)
+        lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
+        kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}",
+        polls_succeeded=polls["succeeded"], polls_failed=polls["failed"],
+        poll_us=us(poll_ticks),
+        vcpu_exits=sum(vcpu_exits.values()), vcpu_exits_by_reason=dict(sorted(
+            vcpu_exits.items())))
 
 
 @dataclass

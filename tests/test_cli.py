@@ -118,15 +118,23 @@ def test_run_without_a_workload_flag_runs_the_default_random_workload(capsys, tm
     assert tr.us(tr.end) == 2000
 
 
-def test_run_applies_repeated_ablations_and_bugs(capsys, tmp_path):
+def test_run_applies_repeated_ablations_and_changes(capsys, tmp_path):
     js = tmp_path / "t.json"
     rc, _, _ = _run(capsys, "run", "--ablation", "no_ipi_on_exit", "--ablation", "no_nv_save",
-                    "--bug", "prodded_branch", "--memory", "store_buffer", *SHORT,
+                    "--change", "8464c884", "--memory", "store_buffer", *SHORT,
                     "--json", str(js))
     assert rc == 0
     c = Trace.from_json(js.read_text(encoding="utf-8")).config
     assert c.ablations == {"no_ipi_on_exit", "no_nv_save"}
     assert c.bugs == {"prodded_branch"} and c.memory == "store_buffer"
+    assert c.changes == {"8464c884"}
+
+
+def test_run_kernel_version_switches_on_every_change_up_to_it(capsys, tmp_path):
+    js = tmp_path / "t.json"
+    rc, out, _ = _run(capsys, "run", "--kernel", "4.10", *SHORT, "--json", str(js))
+    assert rc == 0 and "04f995a5" in out and "8464c884" in out
+    assert Trace.from_json(js.read_text(encoding="utf-8")).config == Config.linux("4.10")
 
 
 def test_run_threads_without_vcpus_uses_a_full_vcore(capsys, tmp_path):
@@ -175,7 +183,8 @@ def test_run_png_writes_a_png_or_says_what_is_missing(capsys, tmp_path):
     (["run", "--threads", "3"], ["--threads", "1, 2, 4"]),
     (["run", "--vcpus", "5"], ["--vcpus", "1, 2, 3, 4"]),
     (["run", "--ablation", "nope"], ["--ablation", "no_ipi_on_exit"]),
-    (["run", "--bug", "nope"], ["--bug", "prodded_branch"]),
+    (["run", "--change", "nope"], ["--change", "04f995a5"]),
+    (["run", "--kernel", "2.6"], ["--kernel", "3.4"]),
     (["run", "--memory", "tso"], ["--memory", "store_buffer"]),
     (["run", "--idle-fraction", "1.5"], ["--idle-fraction", "0 to 1"]),
     (["run", "--idle-us", "-3"], ["--idle-us", "positive"]),

@@ -46,10 +46,13 @@ CONFIGS = [
     ("policy", lambda: Config(policy=None)),
     ("cpu", lambda: Config(cpu="POWER8")),
     ("threads_per_core", lambda: Config(cpu="PPC970")),
-    ("bugs", lambda: Config(bugs={"prodded_branch", "no_such_bug"})),
-    ("bugs", lambda: Config(bugs="prodded_branch")),
-    ("bugs", lambda: Config(bugs=None)),
-    ("bugs", lambda: Config(bugs=[["prodded_branch"]])),
+    ("changes", lambda: Config(changes={"04f995a5", "no_such_commit"})),
+    ("changes", lambda: Config(changes="04f995a5")),
+    ("changes", lambda: Config(changes=None)),
+    ("changes", lambda: Config(changes=[["04f995a5"]])),
+    ("version", lambda: Config.linux("3.1")),
+    ("version", lambda: Config.linux("four")),
+    ("bugs", lambda: Config.from_dict({"bugs": ["prodded_branch"]})),
     ("ablations", lambda: Config(ablations={"no_sync"})),
     ("ablations", lambda: Config(ablations="no_ipi_on_exit")),
     ("memory", lambda: Config(memory="tso")),
@@ -154,19 +157,29 @@ def test_invalid_input_raises_value_error_naming_the_field(field, make):
 @pytest.mark.parametrize("make", [
     lambda: Config(),
     lambda: Config(threads_per_core=1, vcpus=1, cpu="PPC970"),
-    lambda: Config(bugs=["prodded_branch"], ablations=("no_nv_save",)),
+    lambda: Config(changes=["8464c884"], ablations=("no_nv_save",)),
     lambda: Config(costs=CostModel(host_tick=1, realmode_step=0)),
     lambda: run((Idle(None), Confer(), Mmio()), (Prod(0),), events=[Signal(0, 1)],
                 start_us=[0, 3.5]),
     lambda: random_workload(SMT2, 10.0, idle_fraction=1.0, idle_vcpus=[1], seed=3),
-], ids=["defaults", "ppc970", "bugs-and-ablations", "cheap-costs", "every-op", "random"])
+], ids=["defaults", "ppc970", "changes-and-ablations", "cheap-costs", "every-op", "random"])
 def test_valid_edge_input_is_accepted(make):
     make()
 
 
 def test_config_accepts_any_collection_of_names_and_round_trips():
-    cfg = Config(bugs=["hprod_wakes_caller"], ablations=("no_cede_sync",), memory="store_buffer")
+    cfg = Config(changes=["04f995a5"], ablations=("no_cede_sync",), memory="store_buffer")
     assert cfg.bugs == frozenset({"hprod_wakes_caller"}) and isinstance(cfg.ablations, frozenset)
+    assert isinstance(cfg.changes, frozenset)
     assert Config.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="vcpus"):
         cfg.replace(vcpus=9)
+
+
+def test_default_is_linux_3_4_as_shipped_with_its_bugs():
+    assert Config().kernel == "Linux 3.4 as shipped"
+    assert Config().bugs == {"prodded_branch", "hprod_wakes_caller"}
+    assert Config.linux("3.4") == Config()
+    assert Config.linux("3.6").bugs == {"hprod_wakes_caller"}
+    later = Config.linux("4.10")
+    assert later.bugs == frozenset() and later.kernel.startswith("Linux 3.4 + 04f995a5 (3.6)")

@@ -61,6 +61,8 @@ def test_steps_outside_the_shared_locations_ignore_the_vcore_and_the_rest(reache
     rng = random.Random(0)
     checked = 0
     for m, states in reached:
+        if m.config.cpu == "POWER9":
+            continue  # the P9 path's guards are kvmcede.p9's (tests/test_p9.py)
         for s in states:
             for o in rng.sample(states, min(3, len(states))):
                 for i, t in enumerate(s.threads):

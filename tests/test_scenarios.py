@@ -120,7 +120,18 @@ def test_unknown_scenario_names_every_allowed_one():
     assert scenario("s4") is SCENARIOS["S4"]
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
+#: Scenarios whose traces break an invariant check, and why.  "h-prod-3.4" shows a
+#: shipped bug, which breaks the protocol's invariants by design.
+INVARIANTS_BROKEN = {
+    "h-prod-3.4": "the prodded_branch bug naps unflagged (cede_handled_before_nap, "
+                  "nap_is_flagged): what the scenario shows",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=INVARIANTS_BROKEN[n], strict=True,
+                                            raises=AssertionError))
+    if n in INVARIANTS_BROKEN else n for n in sorted(SCENARIOS)])
 def test_scenario_runs_with_every_invariant_holding(name, scenario_trace):
     tr = scenario_trace(name)  # simulated with check_invariants=True
     assert tr.steps and tr.end == tr.config.ticks(SCENARIOS[name].until_us)
@@ -485,14 +496,14 @@ def test_remote_prod_kicks_thread_zero_and_the_whole_core_exits(run):
 
 
 def test_remote_prod_wakes_a_sleeping_vcore_only_with_the_8464c884_fix():
-    cfg = Config(threads_per_core=2, vcpus=2)
+    cfg = Config.linux("4.10", threads_per_core=2, vcpus=2)
     wl = Workload(((Idle(5000),), (Idle(None),)), (RemoteProd(60.0, 1),))
     fixed = Run(_simulate(cfg, wl, until=200, check_invariants=True))
     kick = fixed.one("kvm_vcpu_kick", vcpu=B)
     assert kick.before.vcore.vcore_state == VCORE_SLEEPING
     assert "wake_up_interruptible" in kick.ev.detail
     fixed.one("kvm_cede_prodded", vcpu=B)
-    buggy = Run(_simulate(cfg.replace(bugs={"hprod_wakes_caller"}), wl, until=200,
+    buggy = Run(_simulate(cfg.replace(changes={"04f995a5"}), wl, until=200,
                           check_invariants=True))
     assert not buggy.rows("kvm_vcpu_kick") and not buggy.rows("kvm_cede_prodded")
     assert buggy.final.vcpus[B].prodded == 1

@@ -39,7 +39,7 @@ def test_row_metrics_equal_a_direct_simulation():
         assert row[k] == v, k
     assert row["steps"] == len(tr.steps)
     assert row["duration_us"] == SHORT_US
-    assert (row["threads_per_core"], row["vcpus"], row["bugs"], row["ablations"]) == \
+    assert (row["threads_per_core"], row["vcpus"], row["changes"], row["ablations"]) == \
         (4, 4, "", "")
 
 
