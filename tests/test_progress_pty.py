@@ -9,6 +9,7 @@ iterable == total == None``.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import struct
@@ -76,7 +77,7 @@ def test_explore_shows_the_progress_bar_in_a_terminal_and_finishes_cleanly():
                             "--no-events"], timeout=120)
     assert "Traceback" not in text, text
     assert rc == 0, text
-    assert "holds: all 17 properties hold in every reachable state" in text
+    assert re.search(r"holds: all \d+ properties hold in every reachable state", text), text
     assert "explore:" in text and "states" in text  # the tqdm bar was drawn
 
 
