@@ -1,4 +1,4 @@
-"""Speed of the interleaving explorer (kvmcede.explore).
+"""Speed of the interleaving explorer (kvmcede.explorer).
 
 Measurements (each printed with states, transitions, states per second, wall time):
 
@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from kvmcede import Config, Workload
-from kvmcede.explore import SETUPS, default_workload, explore, setup
+from kvmcede.explorer import SETUPS, default_workload, explore, setup
 
 TARGET_NO_IPI_S = 1.0
 TARGET_3_VCPUS_S = 5.0

@@ -4,10 +4,17 @@ Linux commit 19ccb76a1938 ("KVM: PPC: Implement H_CEDE for book3s_hv in real-mod
 code", 2011) lets an idle guest vcpu nap in the guest partition instead of pulling the
 whole SMT4 core out of the guest.  This package models that protocol step by step and
 drives the one model with two schedulers: a timed simulator (:func:`simulate`) and an
-interleaving explorer (:func:`explore`).
+interleaving explorer (:func:`explore`), called alike::
+
+    trace = kvmcede.simulate(config, workload, until=500.0)   # -> Trace
+    result = kvmcede.explore(config, workload)                # -> ExploreResult
+
+``kvmcede.explore`` is the function; the module that holds the explorer (its setups,
+property tables and command line) is :mod:`kvmcede.explorer`.
 """
 
 from .config import ABLATIONS, BASE_KERNEL, BUGS, CHANGES, TIMEBASE_HZ, Config, CostModel
+from .explorer import LIVENESS, PROPERTIES, SETUPS, ExploreResult, Violation, explore, setup
 from .guest import (
     Busy,
     Confer,
@@ -35,6 +42,9 @@ __all__ = [
     "BUGS",
     "CHANGES",
     "INVARIANTS",
+    "LIVENESS",
+    "PROPERTIES",
+    "SETUPS",
     "TIMEBASE_HZ",
     "Busy",
     "Confer",
@@ -43,6 +53,7 @@ __all__ = [
     "Event",
     "Idle",
     "Interrupt",
+    "ExploreResult",
     "InvariantViolation",
     "Machine",
     "Metrics",
@@ -55,10 +66,13 @@ __all__ = [
     "Step",
     "SweepResult",
     "Trace",
+    "Violation",
     "Workload",
     "check_state",
     "check_step",
+    "explore",
     "random_workload",
+    "setup",
     "simulate",
     "sweep",
     "thread_activity",

@@ -10,8 +10,15 @@ Subcommands::
 Every time on the command line is in microseconds of simulated machine time.  The
 exit codes are listed in :data:`EXIT_CODES` (and in ``kvmcede --help``).
 
+Every input is checked before any work starts: each numeric flag has an explicit upper
+bound (:data:`LIMITS`, also in each flag's help), so that no accepted command line runs
+unbounded, and every output path (``--json``, ``--perfetto``, ``--png``, ``--csv``) must
+name a file in an existing, writable directory.  If a write still fails after the run,
+the output goes to a fallback file in the current directory (or the system's temporary
+directory) and the message says where.
+
 Scenarios (:mod:`kvmcede.scenarios`), timeline plots (:mod:`kvmcede.plots`, needs
-matplotlib) and the explorer (:mod:`kvmcede.explore`) are imported lazily: if one of
+matplotlib) and the explorer (:mod:`kvmcede.explorer`) are imported lazily: if one of
 them cannot be imported, only the subcommand or option that needs it fails, with a
 message saying why, and everything else still works.
 """
@@ -22,9 +29,12 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import itertools
 import os
 import sys
+import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TextIO
@@ -35,26 +45,63 @@ from .guest import random_workload
 from .sim import InvariantViolation, simulate
 from .trace import Trace
 
-__all__ = ["EXIT_CODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "LIMITS", "build_parser", "check_output_path", "main",
+           "write_output"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
+EXIT_NOT_FINISHED = 3
+EXIT_UNAVAILABLE = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141
 
 #: What each exit status of ``kvmcede`` means.
 EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "success",
-    EXIT_FAILED: "the model found a problem: an invariant broke during `run "
-                 "--check-invariants`, or `explore` found a violation",
-    EXIT_USAGE: "bad command line or invalid configuration (the message names the flag or "
-                "field and its allowed values)",
+    EXIT_OK: "success; for `explore`: every property holds in every reachable state",
+    EXIT_FAILED: "the model found a problem: `explore` found a violation, or an invariant "
+                 "broke during `run --check-invariants`",
+    EXIT_USAGE: "bad input: bad command line or invalid configuration (the message names "
+                "the flag or field, the value and what is allowed); nothing was run",
+    EXIT_NOT_FINISHED: "not finished: `explore` reached --max-states or --max-seconds "
+                       "before visiting every state, and found no violation so far (not a "
+                       "proof; the counts reached are printed)",
     EXIT_UNAVAILABLE: "an optional part is not installed: matplotlib / kvmcede.plots for "
-                      "--png, kvmcede.scenarios, kvmcede.explore",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+                      "--png, kvmcede.scenarios, kvmcede.explorer",
+    EXIT_OUTPUT: "the run finished but an output file could not be written; it was saved "
+                 "to the fallback file the message names (a verdict of 1 or 3 takes "
+                 "precedence)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); `explore` first prints the counts it reached",
     EXIT_PIPE: "standard output was closed early (e.g. `kvmcede run --events | head`)",
+}
+
+#: Upper bounds of the command line's numbers, so that every accepted input finishes.
+#: Simulated time: 10 s.  A random workload: at most this many idle periods plus device
+#: interrupts per run, all vcpus together (an idle period costs about 15 model steps: at
+#: the limit about 750,000 steps, under a minute and 0.5 GB).
+MAX_DURATION_US = 1e7
+MAX_IDLE_US = 1e7
+MAX_INTERRUPT_RATE = 1e6
+MAX_WORKLOAD_EVENTS = 50_000
+#: A sweep: at most this many runs, and this many workload events over all of them.
+MAX_SWEEP_RUNS = 10_000
+MAX_SWEEP_EVENTS = 2_000_000
+MAX_WORKERS = 64
+
+#: The limits, in words (printed under "limits" in every --help).
+LIMITS: dict[str, str] = {
+    "--duration-us": f"simulated time per run, > 0 and <= {MAX_DURATION_US:g} us (10 s)",
+    "--idle-us": f"mean idle period, > 0 and <= {MAX_IDLE_US:g} us",
+    "--interrupt-rate": f"device interrupts per second per vcpu, 0 .. {MAX_INTERRUPT_RATE:g}",
+    "workload size": f"a random workload has at most {MAX_WORKLOAD_EVENTS:,} idle periods "
+                     "and interrupts per run (about vcpus x duration x (idle fraction / "
+                     "idle-us + rate / 1e6))",
+    "sweep": f"at most {MAX_SWEEP_RUNS:,} runs and {MAX_SWEEP_EVENTS:,} workload events in "
+             "all",
+    "--workers": f"1 .. {MAX_WORKERS}",
+    "explore": "--max-states 1 .. 5,000,000 (about 4 GB), --max-seconds > 0 .. 3600, "
+               "each budget (--interrupts ...) 0 .. 100",
 }
 
 #: Defaults of a random workload run from the command line.
@@ -110,8 +157,9 @@ KERNEL_EPILOG = (f"kernel: Linux {BASE_KERNEL} as shipped by default, with its b
                  "--kernel VERSION every change up to that version:\n"
                  + _described(_CHANGE_TEXT))
 
-_EPILOG_EXIT = "exit status:\n" + _described(
-    {str(code).rjust(3): text for code, text in EXIT_CODES.items()}, width=3)
+_EPILOG_EXIT = ("limits (every input within them finishes):\n"
+                + _described(LIMITS, width=17) + "\n\nexit status:\n" + _described(
+                    {str(code).rjust(3): text for code, text in EXIT_CODES.items()}, width=3))
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -148,9 +196,15 @@ def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
     return v
 
 
-def _positive_us(text: str) -> float:
-    return _number(text, lambda v: 0 < v < float("inf"),
-                   "a positive finite number of microseconds")
+def _duration_us(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= MAX_DURATION_US,
+                   f"a positive number of microseconds, at most {MAX_DURATION_US:g} (10 s "
+                   "of simulated time)")
+
+
+def _idle_us(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= MAX_IDLE_US,
+                   f"a positive number of microseconds, at most {MAX_IDLE_US:g}")
 
 
 def _fraction(text: str) -> float:
@@ -158,19 +212,118 @@ def _fraction(text: str) -> float:
 
 
 def _rate(text: str) -> float:
-    return _number(text, lambda v: 0.0 <= v < float("inf"),
-                   "a finite number >= 0 (interrupts per second per vcpu)")
+    return _number(text, lambda v: 0.0 <= v <= MAX_INTERRUPT_RATE,
+                   f"a number >= 0 and <= {MAX_INTERRUPT_RATE:g} (interrupts per second "
+                   "per vcpu)")
 
 
-def _positive_int(text: str) -> int:
+def _bounded_int(text: str, low: int, high: int) -> int:
     try:
-        v = int(text)
+        v: int | None = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") \
-            from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        v = None
+    if v is None or not low <= v <= high:
+        raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high:,}, got "
+                                         f"{text!r}")
     return v
+
+
+def _workers(text: str) -> int:
+    try:
+        return _bounded_int(text, 1, MAX_WORKERS)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, at most "
+                                         f"{MAX_WORKERS}, got {text!r}") from None
+
+
+def _workload_events(vcpus: int, duration_us: float, idle_fraction: float, idle_us: float,
+                     interrupt_rate: float) -> float:
+    """About how many idle periods and device interrupts a random workload has."""
+    periods = 0.0 if idle_fraction in (0.0, 1.0) else duration_us * idle_fraction / idle_us
+    return vcpus * (periods + interrupt_rate * duration_us / 1e6)
+
+
+def _count(n: float) -> str:
+    return f"{n:,.0f}" if n < 1e12 else f"{n:.3g}"
+
+
+def _workload_too_big(vcpus: int, duration_us: float, idle_fraction: float, idle_us: float,
+                      interrupt_rate: float) -> str:
+    """Why a random workload is too big for one run ("" if it is not)."""
+    n = _workload_events(vcpus, duration_us, idle_fraction, idle_us, interrupt_rate)
+    if n <= MAX_WORKLOAD_EVENTS:
+        return ""
+    return (f"--duration-us {duration_us:g} with --idle-fraction {idle_fraction:g}, "
+            f"--idle-us {idle_us:g} and --interrupt-rate {interrupt_rate:g} on {vcpus} vcpus "
+            f"makes about {_count(n)} idle periods and interrupts per run; at most "
+            f"{MAX_WORKLOAD_EVENTS:,} are allowed (shorten --duration-us, lower "
+            "--interrupt-rate or lengthen --idle-us)")
+
+
+# ============================================================================================
+# Output files: checked before the run; a write that fails after it goes to a fallback
+# ============================================================================================
+
+def check_output_path(flag: str, path: str) -> str:
+    """Why ``path`` cannot be written as the output of ``flag`` ("" if it can): it must
+    name a file (not a directory) in an existing directory we may write to."""
+    if not path:
+        return f"{flag}: the path is empty"
+    if os.path.isdir(path):
+        return f"{flag} {path!r}: is a directory; give a file name"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"{flag} {path!r}: the directory {parent!r} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{flag} {path!r}: the directory {parent!r} is not writable"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"{flag} {path!r}: the file exists and is not writable"
+    return ""
+
+
+def check_outputs(args: argparse.Namespace, flags: Sequence[str]) -> str:
+    """Check every output flag given in ``args``; the first problem ("" if none)."""
+    seen: dict[str, str] = {}
+    for flag in flags:
+        path = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if path is None:
+            continue
+        why = check_output_path(flag, path)
+        if why:
+            return why
+        key = os.path.realpath(path)
+        if key in seen:
+            return f"{flag} {path!r}: the same file as {seen[key]}; give each its own"
+        seen[key] = flag
+    return ""
+
+
+def write_output(prog: str, flag: str, path: str, write: Callable[[str], None],
+                 what: str, out: TextIO) -> bool:
+    """``write(path)``; if that fails, ``write`` a fallback file in the current directory
+    (or the temporary directory) instead, and say where on stderr.  Return True if
+    ``path`` itself was written."""
+    try:
+        write(path)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}"
+    else:
+        print(f"wrote {what}: {path}", file=out)
+        return True
+    name = f"kvmcede-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{os.path.basename(path)}"
+    for directory in (os.getcwd(), tempfile.gettempdir()):
+        fallback = os.path.join(directory, name)
+        try:
+            write(fallback)
+        except Exception:
+            continue
+        print(f"{prog}: error: could not write {flag} {path!r} ({reason}); wrote the "
+              f"{what} to {fallback!r} instead", file=sys.stderr)
+        return False
+    print(f"{prog}: error: could not write {flag} {path!r} ({reason}), nor a fallback "
+          f"copy in {os.getcwd()!r} or {tempfile.gettempdir()!r}; the {what} is lost",
+          file=sys.stderr)
+    return False
 
 
 # ============================================================================================
@@ -270,17 +423,20 @@ def _add_run(sub, scen_names: list[str], scen_err: str) -> None:
     r = p.add_argument_group("random workload (only with --random)")
     r.add_argument("--idle-fraction", type=_fraction, metavar="F",
                    help="fraction of time each vcpu is idle, 0..1 (default: 0.5)")
-    r.add_argument("--idle-us", type=_positive_us, metavar="US",
-                   help="mean idle period in microseconds (default: 1000)")
+    r.add_argument("--idle-us", type=_idle_us, metavar="US",
+                   help=f"mean idle period in microseconds, > 0 and <= {MAX_IDLE_US:g} "
+                        "(default: 1000)")
     r.add_argument("--interrupt-rate", type=_rate, metavar="R",
-                   help="device interrupts per second per vcpu, >= 0 (default: 0)")
+                   help="device interrupts per second per vcpu, 0 .. "
+                        f"{MAX_INTERRUPT_RATE:g} (default: 0)")
     r.add_argument("--seed", type=int, metavar="N",
                    help="seed of the random workload (default: 0); the same seed gives "
                         "the same trace")
     t = p.add_argument_group("time and checks")
-    t.add_argument("--duration-us", type=_positive_us, metavar="US",
-                   help="simulated time in microseconds (default: the scenario's own "
-                        f"duration, or {RANDOM_DURATION_US:,.0f} for --random)")
+    t.add_argument("--duration-us", type=_duration_us, metavar="US",
+                   help=f"simulated time in microseconds, > 0 and <= {MAX_DURATION_US:g} "
+                        "(10 s) (default: the scenario's own duration, or "
+                        f"{RANDOM_DURATION_US:,.0f} for --random)")
     t.add_argument("--check-invariants", action="store_true",
                    help="check the invariants of reference section 10 after every step; "
                         "exit 1 on the first violation (slower)")
@@ -348,21 +504,24 @@ def _add_sweep(sub) -> None:
     r = p.add_argument_group("random workload")
     r.add_argument("--idle-fraction", type=_fraction, nargs="+", metavar="F",
                    help="fractions of time each vcpu is idle, 0..1 (default: 0.5)")
-    r.add_argument("--idle-us", type=_positive_us, nargs="+", metavar="US",
-                   help="mean idle periods in microseconds (default: 1000)")
+    r.add_argument("--idle-us", type=_idle_us, nargs="+", metavar="US",
+                   help=f"mean idle periods in microseconds, > 0 and <= {MAX_IDLE_US:g} "
+                        "(default: 1000)")
     r.add_argument("--interrupt-rate", type=_rate, nargs="+", metavar="R",
-                   help="device interrupts per second per vcpu, >= 0 (default: 0)")
+                   help="device interrupts per second per vcpu, 0 .. "
+                        f"{MAX_INTERRUPT_RATE:g} (default: 0)")
     r.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="N",
                    help="seeds; every grid point runs once per seed (default: 0)")
-    r.add_argument("--duration-us", type=_positive_us, default=SWEEP_DURATION_US,
-                   metavar="US", help="simulated time of each run in microseconds "
-                                      f"(default: {SWEEP_DURATION_US:,.0f})")
+    r.add_argument("--duration-us", type=_duration_us, default=SWEEP_DURATION_US,
+                   metavar="US", help="simulated time of each run in microseconds, > 0 "
+                                      f"and <= {MAX_DURATION_US:g} (default: "
+                                      f"{SWEEP_DURATION_US:,.0f})")
     x = p.add_argument_group("execution and output")
     x.add_argument("--executor", choices=("process", "thread", "serial"), default="process",
                    help="where the runs go: a process pool, a thread pool, or one after "
                         "the other in this process (default: process)")
-    x.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="pool size (default: the CPUs available)")
+    x.add_argument("--workers", type=_workers, metavar="N",
+                   help=f"pool size, 1 .. {MAX_WORKERS} (default: the CPUs available)")
     x.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar on stderr (needs tqdm) (default: when stderr "
                         "is a terminal)")
@@ -375,7 +534,7 @@ def _add_sweep(sub) -> None:
 
 
 def _add_explore(sub) -> None:
-    ex, err = _optional("kvmcede.explore")
+    ex, err = _optional("kvmcede.explorer")
     p = sub.add_parser(
         "explore", formatter_class=_Formatter,
         help="explore every interleaving of a small configuration; check the invariants",
@@ -390,7 +549,7 @@ def _add_explore(sub) -> None:
         try:
             ex.add_cli_arguments(p)
         except Exception as e:
-            ex, err = None, f"kvmcede.explore.add_cli_arguments failed: {type(e).__name__}: {e}"
+            ex, err = None, f"kvmcede.explorer.add_cli_arguments failed: {type(e).__name__}: {e}"
     p.set_defaults(_kvmcede_cmd=_cmd_explore, _parser=p, _explore=ex, _explore_err=err)
 
 
@@ -421,6 +580,9 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                                   ("--idle-us", args.idle_us),
                                   ("--interrupt-rate", args.interrupt_rate),
                                   ("--seed", args.seed)) if v is not None]
+    why = check_outputs(args, ("--json", "--perfetto", "--png"))
+    if why:
+        return _error(args, why, EXIT_USAGE)
     if args.png is not None:
         why = _png_unavailable()
         if why:
@@ -461,6 +623,9 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                        "idle_us": 1000.0 if args.idle_us is None else args.idle_us,
                        "interrupt_rate": 0.0 if args.interrupt_rate is None
                        else args.interrupt_rate}
+            why = _workload_too_big(config.vcpus, until, **wl_args)
+            if why:
+                return _error(args, why, EXIT_USAGE)
             workload = random_workload(config, until, seed=seed, **wl_args)
             header = ("random workload: " + ", ".join(f"{k}={v:g}" for k, v in wl_args.items())
                       + f", seed={seed}")
@@ -483,22 +648,22 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     print("", file=out)
     print(trace.metrics.table(), file=out)
 
-    written = []
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            f.write(trace.to_json())
-        written.append(f"trace JSON: {args.json}")
-    if args.perfetto:
-        trace.write_perfetto(args.perfetto)
-        written.append(f"Perfetto trace: {args.perfetto}")
-    if args.png:
-        _write_png(trace, args.png)
-        written.append(f"timeline PNG: {args.png}")
-    if written:
+    outputs = [(flag, path, write, what) for flag, path, write, what in (
+        ("--json", args.json, lambda p: _write_text(p, trace.to_json()), "trace JSON"),
+        ("--perfetto", args.perfetto, trace.write_perfetto, "Perfetto trace"),
+        ("--png", args.png, lambda p: _write_png(trace, p), "timeline PNG"),
+    ) if path]
+    if outputs:
         print("", file=out)
-        for w in written:
-            print(f"wrote {w}", file=out)
-    return EXIT_OK
+    ok = True
+    for o in outputs:  # (every one, even after one failed)
+        ok = write_output(args._parser.prog, *o, out=out) and ok
+    return EXIT_OK if ok else EXIT_OUTPUT
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _print_events(trace: Trace, out: TextIO) -> None:
@@ -570,6 +735,9 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
         if v is not None:
             grid[f"{flag}s"] = [None if n == "none" else n for n in dict.fromkeys(v)]
     seeds = list(dict.fromkeys(args.seeds))
+    why = check_outputs(args, ("--csv",)) or _sweep_too_big(grid, seeds, args.duration_us)
+    if why:
+        return _error(args, why, EXIT_USAGE)
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     executor: cf.Executor | None
     if args.executor == "serial":
@@ -593,16 +761,49 @@ def _cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     cols = [*(res.varied() or ("policy",)), *(args.metrics or SWEEP_METRICS)]
     print(res.table(cols), file=out)
     if args.csv:
-        res.to_csv(args.csv)
-        print(f"\nwrote CSV: {args.csv} ({len(res.columns)} columns)", file=out)
+        print("", file=out)
+        if not write_output(args._parser.prog, "--csv", args.csv, res.to_csv,
+                            f"CSV ({len(res.columns)} columns)", out):
+            return EXIT_OUTPUT
     return EXIT_OK
+
+
+def _sweep_too_big(grid: dict[str, list], seeds: list[int], duration_us: float) -> str:
+    """Why a sweep is too big to run ("" if it is not): too many runs, or a run (or all
+    of them) with too many workload events."""
+    runs = len(seeds)
+    for values in grid.values():
+        runs *= len(values)
+    if runs > MAX_SWEEP_RUNS:
+        return (f"the sweep has {runs:,} runs (the product of the number of values of each "
+                f"flag and of --seeds); at most {MAX_SWEEP_RUNS:,} are allowed")
+    keys = list(grid)
+    total = 0.0
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(keys, values, strict=True))
+        vcpus = point.get("vcpus") or point.get("threads_per_core") or 4
+        size = (vcpus, duration_us, point.get("idle_fraction", 0.5),
+                point.get("idle_us", 1000.0), point.get("interrupt_rate", 0.0))
+        why = _workload_too_big(*size)
+        if why:
+            return why
+        total += _workload_events(*size) * len(seeds)
+    if total > MAX_SWEEP_EVENTS:
+        return (f"the sweep's {runs:,} runs of --duration-us {duration_us:g} make about "
+                f"{_count(total)} idle periods and interrupts in all; at most "
+                f"{MAX_SWEEP_EVENTS:,} are allowed (fewer values or seeds, or a shorter "
+                "--duration-us)")
+    return ""
 
 
 def _cmd_explore(args: argparse.Namespace, out: TextIO) -> int:
     ex = args._explore
     if ex is None:
-        return _error(args, "the interleaving explorer (kvmcede.explore) is not available "
+        return _error(args, "the interleaving explorer (kvmcede.explorer) is not available "
                             f"in this installation: {args._explore_err}", EXIT_UNAVAILABLE)
+    why = check_outputs(args, ("--json", "--perfetto"))
+    if why:
+        return _error(args, why, EXIT_USAGE)
     rc = ex.cli_main(args)
     return EXIT_OK if rc is None else int(rc)
 

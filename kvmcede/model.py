@@ -1,7 +1,7 @@
 """The step semantics: which steps are enabled in a state, and what a step does.
 
 This is the one model both schedulers drive (DESIGN.md, "one model, two schedulers"):
-:mod:`kvmcede.sim` runs the earliest enabled step by cost, :mod:`kvmcede.explore` tries
+:mod:`kvmcede.sim` runs the earliest enabled step by cost, :mod:`kvmcede.explorer` tries
 every enabled step.  A :class:`Model` binds a :class:`~kvmcede.config.Config` and a
 :class:`~kvmcede.guest.Workload`; ``initial()`` gives the first state, ``enabled(s)``
 the steps, ``apply(s, step)`` the next state and the events the step emitted.

@@ -453,20 +453,42 @@ class TimelineWidget(W.VBox):
 # =============================================================================================
 
 class ExplorerApp(W.VBox):
-    """Run the interleaving explorer (:func:`kvmcede.explore.explore`) on the protocol or
+    """Run the interleaving explorer (:func:`kvmcede.explore`) on the protocol or
     on one of its ablations and shipped bugs; show the verdict, how many states were
     explored and, for a violation, the shortest counterexample in a :class:`StepPlayer`.
 
     The variant's own configuration, workload and environment budget come from
-    ``kvmcede.explore.setup(name)``; the vcpu count and memory mode can be changed (with
+    ``kvmcede.explorer.setup(name)``; the vcpu count and memory mode can be changed (with
     another vcpu count the explorer's default workload for that configuration is used),
     and the partial-order reduction switched on (``explore(..., reduction=True)``).
+
+    A run stops at ``max_states`` (at most the explorer's
+    :data:`~kvmcede.explorer.MAX_STATES_LIMIT`, 5,000,000 states, about 4 GB) or after
+    ``max_seconds`` (default 120 s, at most :data:`~kvmcede.explorer.MAX_SECONDS_LIMIT`);
+    the reader can lower either, never raise them past those bounds.
     """
 
-    def __init__(self, name: str = "protocol", *, max_states: int = 1_000_000) -> None:
+    #: The bounds the app offers when the explorer module cannot be imported.
+    _MAX_STATES, _MAX_SECONDS = 5_000_000, 3600.0
+
+    def __init__(self, name: str = "protocol", *, max_states: int = 1_000_000,
+                 max_seconds: float = 120.0) -> None:
         names = ["protocol", *sorted(ABLATIONS), *sorted(BUGS)]
         if name not in names:
             raise ValueError(f"name must be one of {names}, got {name!r}")
+        try:
+            ex = self._explore_module()
+            top_states, top_seconds = ex.MAX_STATES_LIMIT, ex.MAX_SECONDS_LIMIT
+        except RuntimeError:  # (the app says so below)
+            top_states, top_seconds = self._MAX_STATES, self._MAX_SECONDS
+        if (not isinstance(max_states, int) or isinstance(max_states, bool)
+                or not 100 <= max_states <= top_states):
+            raise ValueError(f"max_states must be an integer from 100 to {top_states:,}, "
+                             f"got {max_states!r}")
+        if (not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
+                or not 1 <= max_seconds <= top_seconds):
+            raise ValueError(f"max_seconds must be a number of seconds from 1 to "
+                             f"{top_seconds:g}, got {max_seconds!r}")
         labels = {"protocol": "the protocol (19ccb76a, fixes in)",
                   **{a: f"ablation: {a}" for a in ABLATIONS},
                   **{b: f"bug: {b}" for b in BUGS}}
@@ -477,8 +499,11 @@ class ExplorerApp(W.VBox):
         self.memory = W.ToggleButtons(options=[("sequentially consistent", "sc"),
                                                ("store buffers", "store_buffer")],
                                       value="sc", description="memory")
-        self.max_states = W.BoundedIntText(value=max_states, min=100, max=20_000_000,
+        self.max_states = W.BoundedIntText(value=max_states, min=100, max=top_states,
                                            step=10_000, description="max states")
+        self.max_seconds = W.BoundedFloatText(value=float(max_seconds), min=1.0,
+                                              max=float(top_seconds), step=10.0,
+                                              description="max seconds")
         self.reduce = W.Checkbox(value=False, indent=False,
                                  description="partial-order reduction (fewer states, for "
                                              "3 or 4 vcpus; a counterexample may be a step "
@@ -491,7 +516,8 @@ class ExplorerApp(W.VBox):
         self.verdict = W.HTML()
         self.player_box = W.VBox()
         super().__init__([W.HBox([self.variant, self.vcpus]),
-                          W.HBox([self.memory, self.max_states, self.run_button]),
+                          W.HBox([self.memory, self.max_states, self.max_seconds,
+                                  self.run_button]),
                           self.reduce, self.description, self.progress, self.verdict, self.player_box])
         self.result: Any = None
         self.player: StepPlayer | None = None
@@ -503,11 +529,11 @@ class ExplorerApp(W.VBox):
     @staticmethod
     def _explore_module():
         try:
-            from . import explore
+            from . import explorer
         except ImportError as exc:  # the explorer lives in its own module
-            raise RuntimeError(f"the explorer (kvmcede.explore) is not available: {exc}")\
+            raise RuntimeError(f"the explorer (kvmcede.explorer) is not available: {exc}")\
                 from exc
-        return explore
+        return explorer
 
     def _on_variant(self, change: dict) -> None:
         name = change["new"]
@@ -547,13 +573,14 @@ class ExplorerApp(W.VBox):
             self.verdict.value = f"<span style='color:#AA3300'>⚠ {html.escape(str(exc))}</span>"
             return None
         key = (self.variant.value, cfg.vcpus, cfg.threads_per_core, cfg.memory,
-               self.max_states.value, self.reduce.value)
+               self.max_states.value, self.max_seconds.value, self.reduce.value)
         result = self._results.get(key)
         if result is None:
             self.run_button.disabled = True
             self.progress.value = "exploring…"
-            kw.update(max_states=self.max_states.value, progress=self._on_progress,
-                      reduction=self.reduce.value)
+            kw.update(max_states=self.max_states.value,
+                      max_seconds=float(self.max_seconds.value),
+                      progress=self._on_progress, reduction=self.reduce.value)
             kw.setdefault("stop_at_first", True)  # the shortest counterexample, sooner
             try:
                 result = ex.explore(cfg, wl, **kw)
@@ -563,7 +590,8 @@ class ExplorerApp(W.VBox):
                 return None
             finally:
                 self.run_button.disabled = False
-            self._results[key] = result
+            if result.stopped != "interrupted":  # (an interrupted run may be retried)
+                self._results[key] = result
         self.result = result
         self._show(result)
         return result
@@ -584,9 +612,11 @@ class ExplorerApp(W.VBox):
                                       f"property holds</b> in all {r.states:,} reachable "
                                       "states")
             else:
+                why = html.escape(r.stop_reason() if hasattr(r, "stop_reason")
+                                  else "state limit reached")
                 self.verdict.value = ("<b style='color:#997700;font-size:1.15em'>no "
                                       f"violation in the first {r.states:,} states</b> "
-                                      "(state limit reached: not a proof)")
+                                      f"({why}: not a proof)")
             self.player = None
             self.player_box.children = ()
             return

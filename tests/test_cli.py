@@ -173,7 +173,7 @@ def test_run_png_writes_a_png_or_says_what_is_missing(capsys, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"timeline PNG: {png}" in out
     else:
-        assert rc == 3
+        assert rc == 4
         assert "--png" in err and ("matplotlib" in err or "kvmcede.plots" in err)
         assert not png.exists()
 
@@ -228,7 +228,7 @@ def test_ppc970_needs_smt1(capsys):
 def test_scenarios_lists_every_name_with_its_title(capsys):
     if not _has("kvmcede.scenarios"):
         rc, _, err = _run(capsys, "scenarios")
-        assert rc == 3 and "kvmcede.scenarios" in err
+        assert rc == 4 and "kvmcede.scenarios" in err
         return
     from kvmcede.scenarios import SCENARIOS
     rc, out, _ = _run(capsys, "scenarios")
@@ -386,7 +386,7 @@ def test_sweep_invalid_combination_is_exit_2(capsys):
 # ---- explore --------------------------------------------------------------------------------
 
 def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, monkeypatch):
-    mod = types.ModuleType("kvmcede.explore")
+    mod = types.ModuleType("kvmcede.explorer")
 
     def add_cli_arguments(p):
         p.add_argument("--depth", type=int, default=3, help="how deep to look")
@@ -396,7 +396,7 @@ def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, mon
         return 1  # "found a violation"
 
     mod.add_cli_arguments, mod.cli_main = add_cli_arguments, cli_main
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", mod)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", mod)
     rc, out, _ = _run(capsys, "explore", "--depth", "7")
     assert rc == 1 and out == "explored to depth 7\n"
     with pytest.raises(SystemExit):
@@ -405,27 +405,132 @@ def test_explore_delegates_arguments_and_exit_status_to_the_explorer(capsys, mon
 
 
 def test_broken_explorer_disables_only_explore(capsys, monkeypatch):
-    mod = types.ModuleType("kvmcede.explore")
+    mod = types.ModuleType("kvmcede.explorer")
 
     def add_cli_arguments(p):
         raise RuntimeError("half-written")
 
     mod.add_cli_arguments = add_cli_arguments
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", mod)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", mod)
     rc, _, err = _run(capsys, "explore", "--anything")
-    assert rc == 3 and "half-written" in err
+    assert rc == 4 and "half-written" in err
     rc, _, _ = _run(capsys, "run", *SHORT)
     assert rc == 0
 
 
 def test_explore_runs_or_explains_that_the_explorer_is_missing(capsys):
-    if _has("kvmcede.explore"):
+    if _has("kvmcede.explorer"):
         parser = build_parser()
         sub = next(a for a in parser._subparsers._group_actions)  # the subcommand action
         explore = sub.choices["explore"]
         # The explorer module owns its arguments; its own tests exercise them.
-        assert explore.get_default("_explore") is importlib.import_module("kvmcede.explore")
+        assert explore.get_default("_explore") is importlib.import_module("kvmcede.explorer")
         return
     rc, _, err = _run(capsys, "explore")
-    assert rc == 3
-    assert "kvmcede.explore" in err and "not available" in err
+    assert rc == 4
+    assert "kvmcede.explorer" in err and "not available" in err
+
+
+# ---- limits, output paths, exit codes ---------------------------------------------------------
+
+def test_exit_codes_are_distinct_and_documented(capsys):
+    from kvmcede import cli
+    codes = [cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_NOT_FINISHED,
+             cli.EXIT_UNAVAILABLE, cli.EXIT_OUTPUT, cli.EXIT_INTERRUPTED, cli.EXIT_PIPE]
+    assert len(set(codes)) == len(codes) and set(codes) == set(EXIT_CODES)
+    assert (cli.EXIT_NOT_FINISHED, cli.EXIT_UNAVAILABLE) == (3, 4)
+    for sub in ("run", "sweep", "explore"):
+        with pytest.raises(SystemExit):
+            main([sub, "--help"])
+        out = capsys.readouterr().out
+        assert "exit status:" in out and "not finished" in out and "limits" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["run", "--duration-us", "1e300"], "--duration-us"),
+    (["run", "--duration-us", "1e12"], "--duration-us"),
+    (["run", "--duration-us", "inf"], "--duration-us"),
+    (["run", "--duration-us", "nan"], "--duration-us"),
+    (["run", "--scenario", "headline", "--duration-us", "1e300"], "--duration-us"),
+    (["run", "--interrupt-rate", "1e300"], "--interrupt-rate"),
+    (["run", "--interrupt-rate", "inf"], "--interrupt-rate"),
+    (["run", "--idle-us", "1e300"], "--idle-us"),
+    (["run", "--idle-fraction", "nan"], "--idle-fraction"),
+    (["sweep", "--duration-us", "1e300"], "--duration-us"),
+    (["sweep", "--interrupt-rate", "0", "1e300"], "--interrupt-rate"),
+    (["sweep", "--workers", "100000"], "--workers"),
+])
+def test_absurd_numbers_are_rejected_before_any_work(capsys, argv, flag):
+    err = _usage_error(capsys, *argv)
+    assert f"argument {flag}" in err
+    assert any(w in err for w in ("at most", "<=", "0 to 1")), err
+
+
+def test_a_random_workload_too_big_to_finish_is_rejected_up_front(capsys):
+    rc, out, err = _run(capsys, "run", "--duration-us", "1e7", "--idle-us", "1e-6")
+    assert rc == 2 and out == "" and "--idle-us" in err and "at most 50,000" in err
+    rc, out, err = _run(capsys, "run", "--duration-us", "1e7", "--interrupt-rate", "1e6")
+    assert rc == 2 and out == "" and "--interrupt-rate" in err
+
+
+def test_a_sweep_too_big_to_finish_is_rejected_up_front(capsys):
+    rc, out, err = _run(capsys, "sweep", "--seeds", *map(str, range(6000)))
+    assert rc == 2 and out == "" and "runs" in err and "10,000" in err
+    rc, out, err = _run(capsys, "sweep", "--duration-us", "1e7", "--idle-us", "1000",
+                        "--seeds", *map(str, range(60)))
+    assert rc == 2 and out == "" and "in all" in err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--perfetto", "--png"])
+def test_run_checks_output_paths_before_the_run(capsys, tmp_path, flag):
+    rc, out, err = _run(capsys, "run", *SHORT, flag, str(tmp_path / "missing" / "x"))
+    assert rc == 2 and out == "" and flag in err and "does not exist" in err
+    rc, out, err = _run(capsys, "run", *SHORT, flag, str(tmp_path))
+    assert rc == 2 and out == "" and "is a directory" in err
+
+
+def test_sweep_and_explore_check_output_paths_before_the_run(capsys, tmp_path):
+    rc, out, err = _run(capsys, "sweep", *SHORT, "--executor", "serial", "--csv",
+                        str(tmp_path / "no" / "x.csv"))
+    assert rc == 2 and out == "" and "--csv" in err and "does not exist" in err
+    if _has("kvmcede.explorer"):
+        rc, out, err = _run(capsys, "explore", "no_nv_save", "--no-progress", "--json",
+                            str(tmp_path / "no" / "x.json"))
+        assert rc == 2 and out == "" and "--json" in err
+
+
+def test_two_outputs_into_one_file_are_rejected(capsys, tmp_path):
+    p = str(tmp_path / "t.json")
+    rc, _, err = _run(capsys, "run", *SHORT, "--json", p, "--perfetto", p)
+    assert rc == 2 and "the same file as --json" in err
+
+
+def test_a_write_that_fails_after_the_run_goes_to_a_fallback_file(capsys, tmp_path,
+                                                                  monkeypatch):
+    from kvmcede import cli
+    target = tmp_path / "t.json"
+    real = cli._write_text
+
+    def flaky(path, text):
+        if path == str(target):
+            raise OSError("disk full")
+        real(path, text)
+
+    monkeypatch.setattr(cli, "_write_text", flaky)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rc, out, err = _run(capsys, "run", *SHORT, "--json", str(target))
+    assert rc == cli.EXIT_OUTPUT and "disk full" in err and "instead" in err
+    (fallback,) = cwd.iterdir()
+    assert str(fallback) in err
+    assert Trace.from_json(fallback.read_text()).source == "simulate"
+    assert "whole-core exits" in out or out  # the metrics were printed all the same
+
+
+def test_the_documented_explorer_limits_are_the_explorer_s():
+    from kvmcede.cli import LIMITS
+    from kvmcede.explorer import MAX_BUDGET, MAX_SECONDS_LIMIT, MAX_STATES_LIMIT
+    text = LIMITS["explore"]
+    assert f"{MAX_STATES_LIMIT:,}" in text and f"{MAX_SECONDS_LIMIT:g}" in text
+    assert f"0 .. {MAX_BUDGET}" in text

@@ -10,7 +10,7 @@ from collections import deque
 import pytest
 
 from kvmcede import ABLATIONS, BUGS, CHANGES, INVARIANTS, Config, Model, Trace, Workload
-from kvmcede.explore import (
+from kvmcede.explorer import (
     LIVENESS,
     PROPERTIES,
     SETUPS,
@@ -456,9 +456,9 @@ def test_cli_exits_0_when_everything_holds(capsys):
     assert rc == 0 and out.startswith(f"holds: all {len(PROPERTIES)} properties")
 
 
-def test_cli_exits_2_when_not_finished(capsys):
+def test_cli_exits_3_when_not_finished(capsys):
     rc, out, _ = _cli(capsys, "protocol", "--max-states", "100")
-    assert rc == 2 and out.startswith("not finished: 100 states explored")
+    assert rc == 3 and out.startswith("not finished: 100 states explored")
 
 
 def test_cli_builds_a_configuration_from_options(capsys, tmp_path):
@@ -472,7 +472,7 @@ def test_cli_builds_a_configuration_from_options(capsys, tmp_path):
     assert "traceEvents" in json.loads((tmp_path / "p.json").read_text())
     rc, out, _ = _cli(capsys, "--vcpus", "1", "--smt", "1", "--ablation", "no_cede_sync",
                       "--memory", "store_buffer", "--policy", "host", "--max-states", "20")
-    assert rc == 2 and "ablations no_cede_sync" in out and "memory store_buffer" in out
+    assert rc == 3 and "ablations no_cede_sync" in out and "memory store_buffer" in out
     assert "policy host" in out
 
 
@@ -522,7 +522,7 @@ def test_private_steps_commute_with_every_other_step_and_hide_no_violation(cfg, 
     # it is used in: the private step a and any other actor's step b run in either order
     # to the same state and stay enabled; a leaves the liveness triggers alone, repairs no
     # invariant broken by b, and moves its thread off the private locations.
-    from kvmcede.explore import PRIVATE_ORDER, PRIVATE_STEPS, _trigger_mask, private_step
+    from kvmcede.explorer import PRIVATE_ORDER, PRIVATE_STEPS, _trigger_mask, private_step
     from kvmcede.invariants import check_state
     wl = wl or default_workload(cfg)
     prods = any(isinstance(op, Prod) for p in wl.programs for op in p)
@@ -560,7 +560,7 @@ def test_private_steps_commute_with_every_other_step_and_hide_no_violation(cfg, 
 
 def test_the_commutation_checks_cover_every_private_step():
     # The cases above reach every location of PRIVATE_STEPS with its step private.
-    from kvmcede.explore import PRIVATE_STEPS, private_step
+    from kvmcede.explorer import PRIVATE_STEPS, private_step
     used = set()
     for cfg, wl, budget in _REDUCTION_CASES:
         wl = wl or default_workload(cfg)
@@ -636,7 +636,7 @@ def test_clearing_dead_values_is_a_bisimulation(cfg, wl, budget, limit):
     # The explorer stores states with their dead values cleared.  That is exact when a
     # state and its cleared form behave alike: the same steps enabled, successors that
     # again agree once cleared, the same invariant verdicts and liveness triggers.
-    from kvmcede.explore import _DeadValues, _trigger_mask
+    from kvmcede.explorer import _DeadValues, _trigger_mask
     wl = wl or default_workload(cfg)
     dead = _DeadValues(wl)
     changed = 0
@@ -679,7 +679,7 @@ def test_moving_secondary_threads_is_a_bisimulation(cfg, wl, budget, limit, rest
     # steps, and each leads to a state with the same representative; invariants agree.
     # (kvmppc_run_core does not commute with a move, it places vcpus by list order: but
     # the secondaries are all offline and alike then, so the results are one orbit.)
-    from kvmcede.explore import _Canon, _DeadValues
+    from kvmcede.explorer import _Canon, _DeadValues
     wl = wl or default_workload(cfg)
     dead = _DeadValues(wl)
     canon = _Canon(cfg.vcpus, symmetry_classes(wl), cfg.threads_per_core, True)
@@ -721,7 +721,7 @@ def test_moving_secondary_threads_is_a_bisimulation(cfg, wl, budget, limit, rest
 def test_remembered_thread_steps_are_the_models_steps(cfg, wl, budget):
     # The explorer assembles a thread step's result from what the same step did to the
     # same thread, vcpu and vcore before; it must always be what Model.apply gives.
-    from kvmcede.explore import _ThreadSteps
+    from kvmcede.explorer import _ThreadSteps
     wl = wl or default_workload(cfg)
     m = Model(cfg, wl)
     step_to = _ThreadSteps(m)
@@ -747,3 +747,138 @@ def test_thread_symmetry_keeps_verdicts_and_counterexample_lengths():
     v = sym.violations["core_can_leave"]
     assert v.trace.state_after(v.depth) == v.state
     assert "symmetry over secondary threads" in sym.describe()
+
+
+def test_explore_is_called_like_simulate_and_the_module_is_kvmcede_explorer():
+    import importlib
+
+    import kvmcede
+    assert callable(kvmcede.explore) and kvmcede.explore is explore
+    mod = importlib.import_module("kvmcede.explorer")
+    assert mod.explore is kvmcede.explore and kvmcede.SETUPS is mod.SETUPS
+    for name in ("explore", "ExploreResult", "Violation", "setup", "SETUPS", "PROPERTIES",
+                 "LIVENESS"):
+        assert name in kvmcede.__all__
+    r = kvmcede.explore(Config(threads_per_core=1, vcpus=1), progress=False)
+    assert r.ok
+
+
+# ---- limits, interruption, validation -----------------------------------------------------------
+
+def test_max_seconds_stops_cleanly_and_says_so():
+    cfg = Config(threads_per_core=4, vcpus=3)
+    r = explore(cfg, max_seconds=0.05, progress=False)
+    assert not r.finished and not r.ok and r.stopped == "max_seconds"
+    assert r.states > 0 and r.seconds < 5
+    assert "stopped by the time limit (max_seconds = 0.05 s)" in r.verdict()
+    assert "liveness properties not checked" in r.format()
+
+
+def test_max_states_result_says_the_state_limit_stopped_it():
+    cfg, wl, kw = setup("protocol")
+    r = explore(cfg, wl, max_states=500, progress=False, **kw)
+    assert r.stopped == "max_states" and "state limit (max_states = 500)" in r.verdict()
+    assert _setup_result("protocol").stopped is None
+
+
+def test_keyboard_interrupt_returns_the_counts_reached():
+    calls = []
+
+    def progress(states, queue, transitions):
+        calls.append(states)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    r = explore(Config(threads_per_core=4, vcpus=3), progress=progress)
+    assert r.stopped == "interrupted" and not r.finished and not r.ok
+    assert r.states > 0 and r.transitions > 0
+    assert r.verdict().startswith(f"not finished: {r.states:,} states explored, "
+                                  "interrupted (Ctrl-C)")
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"max_states": 5_000_001}, ["max_states", "5,000,000"]),
+    ({"max_states": True}, ["max_states"]),
+    ({"max_seconds": 0}, ["max_seconds", "3600"]),
+    ({"max_seconds": float("nan")}, ["max_seconds"]),
+    ({"max_seconds": float("inf")}, ["max_seconds"]),
+    ({"max_seconds": 1e9}, ["max_seconds"]),
+    ({"max_seconds": True}, ["max_seconds"]),
+    ({"interrupts": 101}, ["interrupts", "100"]),
+    ({"properties": 3}, ["properties"]),
+    ({"progress": "yes"}, ["progress"]),
+    ({"reduction": "yes"}, ["reduction"]),
+])
+def test_limits_and_switches_are_validated_up_front(kwargs, words):
+    with pytest.raises(ValueError) as e:
+        explore(Config(threads_per_core=1, vcpus=1), **kwargs)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_config_and_workload_must_be_what_they_say():
+    with pytest.raises(ValueError, match="config must be a kvmcede.Config"):
+        explore(None)
+    with pytest.raises(ValueError, match="workload must be a kvmcede.Workload"):
+        explore(Config(threads_per_core=1, vcpus=1), "idle")
+
+
+def test_timed_events_and_start_times_are_refused_not_ignored():
+    from kvmcede import Interrupt, RemoteProd
+    cfg = Config(threads_per_core=2, vcpus=2)
+    progs = default_workload(cfg).programs
+    with pytest.raises(ValueError) as e:
+        explore(cfg, Workload(progs, events=(Interrupt(5.0, 0), RemoteProd(7.0, 1))))
+    for w in ("workload.events", "interrupts=", "prods=", "signals="):
+        assert w in str(e.value)
+    with pytest.raises(ValueError, match="workload.start_us"):
+        explore(cfg, Workload(progs, start_us=(0.0, 3.0)))
+    assert explore(cfg, Workload(progs, start_us=(0.0, 0.0)), interrupts=0,
+                   progress=False).ok
+
+
+def test_cli_max_seconds_is_exit_3_and_labelled(capsys):
+    rc, out, _ = _cli(capsys, "--vcpus", "3", "--max-seconds", "0.05")
+    assert rc == 3 and "stopped by the time limit" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--max-states", "0"], "--max-states"),
+    (["--max-states", "6000000"], "--max-states"),
+    (["--max-seconds", "inf"], "--max-seconds"),
+    (["--max-seconds", "nan"], "--max-seconds"),
+    (["--max-seconds", "3601"], "--max-seconds"),
+    (["--interrupts", "101"], "--interrupts"),
+    (["--prods", "-1"], "--prods"),
+])
+def test_cli_rejects_out_of_range_numbers_naming_the_flag(capsys, argv, flag):
+    with pytest.raises(SystemExit) as e:
+        _parser().parse_args(argv)
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_cli_setup_option_is_the_setup_argument(capsys):
+    rc, out, _ = _cli(capsys, "--setup", "no_ipi_on_exit", "--no-events")
+    assert rc == 1 and out.startswith("VIOLATED")
+    rc, _, err = _cli(capsys, "protocol", "--setup", "no_ipi_on_exit")
+    assert rc == 2 and "disagree" in err
+
+
+def test_cli_interrupted_is_exit_130_with_the_counts(capsys, monkeypatch):
+    import kvmcede.explorer as mod
+    real = mod.explore
+
+    def interrupted(*a, **kw):
+        calls = []
+
+        def progress(*_):  # Ctrl-C once, during the search
+            calls.append(1)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+        kw["progress"] = progress
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mod, "explore", interrupted)
+    rc, out, err = _cli(capsys, "--vcpus", "3")
+    assert rc == 130 and "interrupted (Ctrl-C)" in out
+    assert "interrupted after" in err and "states" in err

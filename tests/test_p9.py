@@ -24,7 +24,7 @@ from kvmcede import (
     random_workload,
     simulate,
 )
-from kvmcede.explore import explore
+from kvmcede.explorer import explore
 from kvmcede.invariants import NOT_ON_POWER9
 
 P9 = Config(cpu="POWER9")

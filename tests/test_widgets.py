@@ -274,8 +274,8 @@ def test_timeline_widget_moves_and_resizes_its_window():
 
 def test_explorer_app_without_the_explorer_says_so(monkeypatch):
     import kvmcede
-    monkeypatch.setitem(sys.modules, "kvmcede.explore", None)  # makes the import fail
-    monkeypatch.delattr(kvmcede, "explore", raising=False)
+    monkeypatch.setitem(sys.modules, "kvmcede.explorer", None)  # makes the import fail
+    monkeypatch.delattr(kvmcede, "explorer", raising=False)
     app = ExplorerApp()
     assert "not available" in app.verdict.value
     assert app.run() is None
@@ -288,7 +288,7 @@ def test_explorer_app_rejects_unknown_variants():
 
 
 def test_explorer_app_proves_the_protocol_and_breaks_an_ablation():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp()
     app.vcpus.value = 1  # small enough to explore completely in a test
     app.run()
@@ -309,7 +309,7 @@ def test_explorer_app_proves_the_protocol_and_breaks_an_ablation():
 
 @pytest.mark.parametrize("name", [*sorted(ABLATIONS), *sorted(BUGS)])
 def test_explorer_app_shows_a_counterexample_for_every_ablation_and_bug(name):
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp(name)
     app.run()
     v = app.result.violation
@@ -318,7 +318,7 @@ def test_explorer_app_shows_a_counterexample_for_every_ablation_and_bug(name):
 
 
 def test_explorer_app_partial_order_reduction():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp("no_exit_recheck")
     app.run()
     full = app.result
@@ -333,7 +333,7 @@ def test_explorer_app_partial_order_reduction():
 
 
 def test_explorer_app_every_vcpu_count_and_memory_mode():
-    pytest.importorskip("kvmcede.explore")
+    pytest.importorskip("kvmcede.explorer")
     app = ExplorerApp(max_states=2_000)
     for vcpus in (1, 4):
         for memory in ("sc", "store_buffer"):
@@ -344,3 +344,29 @@ def test_explorer_app_every_vcpu_count_and_memory_mode():
             cfg, _wl, _kw = app.configuration()
             assert cfg.vcpus == vcpus and cfg.memory == memory
             assert cfg.threads_per_core >= vcpus
+
+
+def test_explorer_app_offers_only_bounded_budgets():
+    pytest.importorskip("kvmcede.explorer")
+    from kvmcede.explorer import MAX_SECONDS_LIMIT, MAX_STATES_LIMIT
+    app = ExplorerApp()
+    assert app.max_states.max == MAX_STATES_LIMIT
+    assert app.max_seconds.max == MAX_SECONDS_LIMIT and app.max_seconds.value <= 600
+    app.max_states.value = 20_000_000  # the text box clamps what is typed
+    assert app.max_states.value == MAX_STATES_LIMIT
+    with pytest.raises(ValueError, match="max_states"):
+        ExplorerApp(max_states=20_000_000)
+    with pytest.raises(ValueError, match="max_seconds"):
+        ExplorerApp(max_seconds=float("inf"))
+
+
+def test_explorer_app_passes_its_time_limit_and_labels_a_stopped_run():
+    pytest.importorskip("kvmcede.explorer")
+    app = ExplorerApp(max_seconds=1.0)
+    app.vcpus.value = 4
+    app.run()
+    r = app.result
+    assert r.max_seconds == 1.0
+    if r.violation is None and not r.finished:
+        assert "not a proof" in app.verdict.value
+        assert "time limit" in app.verdict.value or "state limit" in app.verdict.value

@@ -15,6 +15,12 @@ time taken, and for every violated property the *shortest* counterexample (bread
 order) as a :class:`~kvmcede.trace.Trace` whose time is the step index — the same type
 the simulator returns, so the same plots and players draw it.
 
+This module is :mod:`kvmcede.explorer`; its function :func:`explore` is exported as
+``kvmcede.explore``, called the way ``kvmcede.simulate`` is.  Every search is bounded:
+by ``max_states`` (at most :data:`MAX_STATES_LIMIT`, about 0.8 KB a state) and by
+``max_seconds`` (at most :data:`MAX_SECONDS_LIMIT`); a search stopped by either, or by
+Ctrl-C, returns what it reached, labelled (:attr:`ExploreResult.stopped`).
+
 Environment events (device interrupts, guest DEC expiries, remote H_PRODs, host ticks,
 signals) may happen at any moment, each kind at most as often as its budget allows.
 
@@ -128,11 +134,17 @@ from .state import (
 from .trace import Event, Trace
 
 __all__ = [
+    "DEFAULT_MAX_SECONDS",
+    "DEFAULT_MAX_STATES",
     "LIVENESS",
+    "MAX_BUDGET",
+    "MAX_SECONDS_LIMIT",
+    "MAX_STATES_LIMIT",
     "PRIVATE_ORDER",
     "PRIVATE_STEPS",
     "PROPERTIES",
     "SETUPS",
+    "STOPPED",
     "ExploreResult",
     "Violation",
     "add_cli_arguments",
@@ -163,6 +175,26 @@ PROPERTIES: dict[str, str] = {
        for name, (where, text) in INVARIANTS.items()},
     **LIVENESS,
 }
+
+#: Default and largest state limit.  A stored state costs about 800 bytes (2 million
+#: states take about 1.6 GB), so the largest limit keeps a search within about 4 GB.
+DEFAULT_MAX_STATES = 2_000_000
+MAX_STATES_LIMIT = 5_000_000
+#: Default and largest time limit of one search, in seconds of wall-clock time.
+DEFAULT_MAX_SECONDS = 600.0
+MAX_SECONDS_LIMIT = 3600.0
+#: Largest environment budget of one kind (a handful already makes millions of states).
+MAX_BUDGET = 100
+
+#: What can stop a search before every reachable state is visited
+#: (:attr:`ExploreResult.stopped`).
+STOPPED: dict[str, str] = {
+    "max_states": "the state limit (max_states) was reached",
+    "max_seconds": "the time limit (max_seconds) was reached",
+    "interrupted": "interrupted (KeyboardInterrupt / Ctrl-C)",
+    "stop_at_first": "stopped at the first violation (stop_at_first)",
+}
+
 
 _BUDGET_NAMES = ("interrupts", "DEC expiries", "remote H_PRODs", "host ticks", "signals")
 
@@ -265,8 +297,9 @@ class ExploreResult:
     """What :func:`explore` found.
 
     ``ok``: the exploration finished and no checked property is violated.
-    ``finished``: every reachable state was visited (False when ``max_states`` stopped it
-    or ``stop_at_first`` stopped it at a violation).  ``states`` / ``transitions``: how
+    ``finished``: every reachable state was visited.  ``stopped``: None when it was, else
+    what stopped the search (a key of :data:`STOPPED`: "max_states", "max_seconds",
+    "interrupted" or "stop_at_first"); the counts are then those reached.  ``states`` / ``transitions``: how
     many were visited / followed (states are orbit representatives under symmetry).
     ``properties``: the names checked.  ``violations``: name -> :class:`Violation`;
     ``violation``: the primary one (the shortest; ties in :data:`PROPERTIES` order).
@@ -295,6 +328,8 @@ class ExploreResult:
     liveness_checked: bool = True
     reduction: bool = False
     thread_symmetry: bool = False
+    max_seconds: float = DEFAULT_MAX_SECONDS
+    stopped: str | None = None
 
     @property
     def violation(self) -> Violation | None:
@@ -316,11 +351,13 @@ class ExploreResult:
             more = len(self.violations) - 1
             also = f" (and {more} more: {', '.join(sorted(set(self.violations) - {v.name}))})" \
                 if more else ""
+            cut = (f"; search {self.stop_reason()} before it finished"
+                   if self.stopped not in (None, "stop_at_first") else "")
             return (f"VIOLATED: {v.name} — {v.message}; counterexample of {v.depth} steps"
-                    f"{also} [{n}]")
+                    f"{also}{cut} [{n}]")
         if not self.finished:
-            return (f"not finished: {self.states:,} states explored (max_states = "
-                    f"{self.max_states:,}); no violation found so far [{n}]")
+            return (f"not finished: {self.states:,} states explored, "
+                    f"{self.stop_reason()}; no violation found so far (not a proof) [{n}]")
         orbit = " and ".join(what for what, used in (("vcpus", self.symmetry),
                                                      ("secondary threads",
                                                       self.thread_symmetry)) if used)
@@ -330,6 +367,18 @@ class ExploreResult:
         reps = f" ({'; '.join(how)})" if how else ""
         return (f"holds: all {len(self.properties)} properties hold in every reachable "
                 f"state [{n}{reps}]")
+
+    def stop_reason(self) -> str:
+        """What stopped the search, in words ("" if it finished)."""
+        if self.stopped == "max_states":
+            return f"stopped by the state limit (max_states = {self.max_states:,})"
+        if self.stopped == "max_seconds":
+            return f"stopped by the time limit (max_seconds = {self.max_seconds:g} s)"
+        if self.stopped == "interrupted":
+            return "interrupted (Ctrl-C)"
+        if self.stopped == "stop_at_first":
+            return "stopped at the first violation (stop_at_first)"
+        return "stopped early" if not self.finished else ""
 
     def describe(self) -> str:
         """The configuration, workload and budgets explored, in one paragraph."""
@@ -360,7 +409,8 @@ class ExploreResult:
         """Verdict, what was explored, and every counterexample step by step."""
         out = [self.verdict(), self.describe()]
         if not self.liveness_checked:
-            out.append("liveness properties not checked: the exploration did not finish")
+            out.append("liveness properties not checked: the exploration did not finish "
+                       f"({self.stop_reason()})")
         v = self.violation
         if v is not None:
             out.append("")
@@ -1179,9 +1229,43 @@ def setup(name: str) -> tuple[Config, Workload, dict]:
 # ============================================================================================
 
 def _check_budget(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not 0 <= value <= MAX_BUDGET):
+        raise ValueError(f"{name} must be an integer from 0 to {MAX_BUDGET}, got {value!r}")
     return value
+
+
+def _check_max_states(value: object) -> int:
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not 1 <= value <= MAX_STATES_LIMIT):
+        raise ValueError(f"max_states must be an integer from 1 to {MAX_STATES_LIMIT:,} "
+                         f"(about 4 GB of states), got {value!r}")
+    return value
+
+
+def _check_max_seconds(value: object) -> float:
+    if (not isinstance(value, int | float) or isinstance(value, bool)
+            or not 0 < value <= MAX_SECONDS_LIMIT):  # (also rejects NaN)
+        raise ValueError(f"max_seconds must be a number of seconds > 0 and <= "
+                         f"{MAX_SECONDS_LIMIT:g}, got {value!r}")
+    return float(value)
+
+
+def _check_workload_for_explorer(workload: Workload) -> None:
+    """The explorer models outside events with budgets, not times: say so, rather than
+    silently ignoring a workload's timed events or start times."""
+    if workload.events:
+        kinds = sorted({type(ev).__name__ for ev in workload.events})
+        raise ValueError(
+            f"workload.events: the explorer ignores time, so it cannot replay timed events "
+            f"({', '.join(kinds)}); give it an environment budget instead: interrupts= for "
+            "Interrupt, prods= for RemoteProd, signals= for Signal (each event may then "
+            "happen at any moment), and a workload without events")
+    if workload.start_us is not None and any(t != 0 for t in workload.start_us):
+        raise ValueError(
+            f"workload.start_us: the explorer ignores time and starts every vcpu's task "
+            f"at once, trying every order of their first steps; it cannot honour start "
+            f"times {tuple(workload.start_us)!r} (use start_us=None)")
 
 
 def _timed_idles(workload: Workload) -> int:
@@ -1192,7 +1276,11 @@ def _timed_idles(workload: Workload) -> int:
 class _Progress:
     """Progress while exploring: silent for the first second, then a tqdm bar (a widget
     in notebooks) or plain lines on stderr; or a callable ``f(states, queue, transitions)``
-    called about every 0.2 s and once at the end."""
+    called about every 0.2 s and once at the end.
+
+    (Never test the bar's truth value: a ``tqdm(total=None)`` has no length, and
+    ``bool()`` of it raises TypeError; ``self.bar`` is None until a bar is made.)
+    """
 
     def __init__(self, progress: object, max_states: int) -> None:
         self.mode = "off" if progress is False else (
@@ -1201,7 +1289,8 @@ class _Progress:
         self.max_states = max_states
         self.t0 = time.perf_counter()
         self.last = self.t0
-        self.bar = None
+        self.bar: object | None = None  # a tqdm bar, once one is made
+        self.lines = False  # no tqdm: plain lines on stderr instead
         self.shown = 0
 
     def update(self, states: int, queue: int, transitions: int) -> None:
@@ -1213,14 +1302,16 @@ class _Progress:
             return
         if self.mode == "off" or now - self.t0 < 1.0:
             return
-        if self.bar is None and self.shown == 0:
+        if self.bar is None and not self.lines:
             try:
                 from tqdm.auto import tqdm
+                # A counter, not a percentage: the state limit is no estimate of the
+                # graph's size.
                 self.bar = tqdm(total=None, unit=" states", desc="explore",
                                 leave=False, dynamic_ncols=True)
             except Exception:  # tqdm missing or unusable: plain lines
-                self.bar = False
-        if self.bar:
+                self.lines = True
+        if self.bar is not None:
             self.bar.update(states - self.shown)
             self.shown = states
             self.bar.set_postfix(queue=queue, refresh=False)
@@ -1234,15 +1325,18 @@ class _Progress:
         """End of the exploration: a callable gets the final counts once more."""
         if self.mode == "call":
             self.fn(states, queue, transitions)
-        if self.bar:
+        if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def explore(config: Config, workload: Workload | None = None, *, interrupts: int = 1,
             dec_expiries: int | None = None, prods: int = 0, host_ticks: int = 0,
             signals: int = 0, properties: Iterable[str] | None = None,
-            max_states: int = 2_000_000, progress: object = None, symmetry: bool = True,
-            reduction: bool = False, stop_at_first: bool = False) -> ExploreResult:
+            max_states: int = DEFAULT_MAX_STATES,
+            max_seconds: float = DEFAULT_MAX_SECONDS, progress: object = None,
+            symmetry: bool = True, reduction: bool = False,
+            stop_at_first: bool = False) -> ExploreResult:
     """Explore every interleaving of ``config`` running ``workload`` breadth-first.
 
     The initial state is ``Model(config, workload).initial(budget=(interrupts,
@@ -1259,8 +1353,12 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
     shortest: for an invariant, a shortest run to a transition that breaks it; for a
     liveness property, a shortest run to a state from which its goal is unreachable.
 
-    ``max_states``: stop cleanly after visiting that many states (``finished=False``,
-    verdict "not finished: N states explored").  ``stop_at_first``: stop at the first
+    ``max_states`` (1 .. :data:`MAX_STATES_LIMIT`, default 2,000,000, about 1.6 GB) and
+    ``max_seconds`` (wall-clock seconds, > 0 and at most :data:`MAX_SECONDS_LIMIT`, default
+    600): stop cleanly when either is reached; a KeyboardInterrupt (Ctrl-C) during the
+    search stops it the same way.  The result then has ``finished=False``,
+    ``stopped`` = "max_states", "max_seconds" or "interrupted", the counts reached, any
+    violation already found, and the verdict "not finished: ...".  ``stop_at_first``: stop at the first
     violation (then a liveness violation comes from the first dead end, which need not be
     the shortest).  ``symmetry``: store one state per orbit of interchangeable vcpus (see
     the module docstring).  ``reduction``: follow only the private step where one is
@@ -1278,28 +1376,53 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
     states even reduced (a minute or two), and more events many millions (use
     ``max_states``).
 
+    The workload's programs are explored; its timed ``events`` and ``start_us`` have no
+    meaning without time and are refused (ValueError) rather than ignored: environment
+    events are the budgets ``interrupts``, ``prods`` and ``signals``.
+
     >>> from kvmcede import Config
     >>> r = explore(Config(threads_per_core=1, vcpus=1), progress=False)
     >>> r.ok, r.finished
     (True, True)
     """
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a kvmcede.Config, got {config!r}")
     config.validate()
     if workload is None:
         workload = default_workload(config)
+    elif not isinstance(workload, Workload):
+        raise ValueError(f"workload must be a kvmcede.Workload or None (the default "
+                         f"workload), got {workload!r}")
+    workload.check(config)
+    _check_workload_for_explorer(workload)
+    for name, value in (("symmetry", symmetry), ("reduction", reduction),
+                        ("stop_at_first", stop_at_first)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise ValueError(f"progress must be None, True, False or a callable "
+                         f"f(states, queue, transitions), got {progress!r}")
+    max_states = _check_max_states(max_states)
+    max_seconds = _check_max_seconds(max_seconds)
     model = Model(config, workload)
     if dec_expiries is None:
         dec_expiries = _timed_idles(workload)
     budget = tuple(_check_budget(n, b) for n, b in (
         ("interrupts", interrupts), ("dec_expiries", dec_expiries), ("prods", prods),
         ("host_ticks", host_ticks), ("signals", signals)))
-    if not isinstance(max_states, int) or isinstance(max_states, bool) or max_states < 1:
-        raise ValueError(f"max_states must be a positive integer, got {max_states!r}")
     if properties is None:
         props = tuple(PROPERTIES)
     else:
         if isinstance(properties, str):
             properties = [properties]
-        props = tuple(properties)
+        try:
+            props = tuple(properties)
+        except TypeError:
+            raise ValueError(f"properties must be a property name or a list of them, got "
+                             f"{properties!r}") from None
+        if not props or not all(isinstance(p, str) for p in props):
+            raise ValueError(f"properties must name at least one of {sorted(PROPERTIES)}, "
+                             f"got {properties!r}")
         bad = sorted(set(props) - set(PROPERTIES))
         if bad:
             raise ValueError(f"properties: unknown name(s) {bad}; allowed: "
@@ -1308,7 +1431,7 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
     invariants = frozenset(p for p in props if p in INVARIANTS)
     liveness = tuple(p for p in props if p in LIVENESS)
     explorer = _Explorer(model, budget, invariants, liveness, max_states, progress,
-                         symmetry, reduction, stop_at_first, props)
+                         symmetry, reduction, stop_at_first, props, max_seconds)
     # The search makes no reference cycles; the collector would rescan every stored
     # state each time a few thousand more are allocated (the simulator's switch).
     with _CyclicGCPaused():
@@ -1318,8 +1441,10 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
 class _Explorer:
     def __init__(self, model: Model, budget: tuple, invariants: frozenset, liveness: tuple,
                  max_states: int, progress: object, symmetry: bool, reduction: bool,
-                 stop_at_first: bool, props: tuple) -> None:
+                 stop_at_first: bool, props: tuple,
+                 max_seconds: float = DEFAULT_MAX_SECONDS) -> None:
         self.model = model
+        self.max_seconds = max_seconds
         self.config = model.config
         self.workload = model.workload
         self.budget = budget
@@ -1412,89 +1537,107 @@ class _Explorer:
         push = queue.append
         n_exp = 0
         stop = False
-        while queue:
-            s, sid = popleft()
-            n_exp += 1
-            if not n_exp & 1023:
-                prog.update(len(parent), len(queue), transitions)
-            if live:
-                edge_start.append(len(edge_dst))
-            reach_here = 0  # liveness bits that some allowed step out of s may serve
-            complete = True
-            if reduce:
-                # The threads' steps come first; the rest is needed only when none of
-                # them is private.
-                here = thread_steps(s)
-                st = private_step(s, here, prods_possible=prods_possible, config=cfg)
-                if st is not None:
-                    here = [st]
+        stopped: str | None = None
+        deadline = t0 + self.max_seconds
+        try:
+            while queue:
+                n_exp += 1
+                if not n_exp & 1023:
+                    prog.update(len(parent), len(queue), transitions)
+                    if time.perf_counter() > deadline:
+                        stopped = "max_seconds"
+                        break
+                s, sid = popleft()
+                if live:
+                    edge_start.append(len(edge_dst))
+                reach_here = 0  # liveness bits that some allowed step out of s may serve
+                complete = True
+                if reduce:
+                    # The threads' steps come first; the rest is needed only when none of
+                    # them is private.
+                    here = thread_steps(s)
+                    st = private_step(s, here, prods_possible=prods_possible, config=cfg)
+                    if st is not None:
+                        here = [st]
+                    else:
+                        here += other_steps(s, True)
                 else:
-                    here += other_steps(s, True)
-            else:
-                here = enabled(s, True)
-            for st in here:
-                t = step_to(s, st)
-                transitions += 1
-                if check:
-                    for name, msg in check_transition(model, s, st, t):
-                        if name in invariants and name not in found:
-                            found[name] = ("inv", sid, st, msg, t)
-                            stop = stop or stop_at_first
-                u = clear_dead(t)
-                if canon is not None:
-                    c, k = canon(u)
-                else:
-                    c, k = u, 0
-                new = len(parent)
-                tid = ids_setdefault(c, new)  # (one hash of the state, not two)
-                if tid == new:
+                    here = enabled(s, True)
+                for st in here:
+                    t = step_to(s, st)
+                    transitions += 1
                     if check:
-                        # A state's own invariants, once: breadth-first, the first way
-                        # into it is a shortest one.
-                        for name, msg in check_state(model, t):
+                        for name, msg in check_transition(model, s, st, t):
                             if name in invariants and name not in found:
                                 found[name] = ("inv", sid, st, msg, t)
                                 stop = stop or stop_at_first
-                    if tid >= max_states:
-                        del ids[c]
-                        finished = complete = False
-                        stop = True
-                        break
-                    reps.append(c)
-                    parent.append(sid)
-                    code = step_ids.get(st)
-                    if code is None:
-                        code = step_ids[st] = len(steps)
-                        steps.append(st)
-                    pstep.append(code)
-                    pperm.append(k)
-                    depth.append(depth[sid] + 1)
-                    trig.append(_trigger_mask(c) & want if live else 0)
-                    push((c, tid))
-                if live:
-                    actor = st.actor
-                    if actor == "world":
-                        continue  # liveness paths use no new environment events
-                    if actor == "thread" and st.name in guest_steps:
-                        label = s.threads[st.index].vcpu
+                    u = clear_dead(t)
+                    if canon is not None:
+                        c, k = canon(u)
                     else:
-                        label = _HYP
-                    reach_here |= allowed[label]
-                    edge_dst.append(tid)
-                    edge_perm.append(k)
-                    edge_label.append(label)
-            if live and complete:
-                # A dead end for a triggered bit: no allowed step at all, so the goal is
-                # unreachable (found at once; cycles are found after the search).
-                dead = trig[sid] & ~reach_here
-                if dead:
-                    for name in self._names_of_bits(dead):
-                        if name not in found:
-                            found[name] = ("dead", sid, dead)
-                            stop = stop or stop_at_first
-            if stop:
-                break
-        if queue:
+                        c, k = u, 0
+                    new = len(parent)
+                    tid = ids_setdefault(c, new)  # (one hash of the state, not two)
+                    if tid == new:
+                        if check:
+                            # A state's own invariants, once: breadth-first, the first way
+                            # into it is a shortest one.
+                            for name, msg in check_state(model, t):
+                                if name in invariants and name not in found:
+                                    found[name] = ("inv", sid, st, msg, t)
+                                    stop = stop or stop_at_first
+                        if tid >= max_states:
+                            del ids[c]
+                            finished = complete = False
+                            stopped = "max_states"
+                            stop = True
+                            break
+                        reps.append(c)
+                        parent.append(sid)
+                        code = step_ids.get(st)
+                        if code is None:
+                            code = step_ids[st] = len(steps)
+                            steps.append(st)
+                        pstep.append(code)
+                        pperm.append(k)
+                        depth.append(depth[sid] + 1)
+                        trig.append(_trigger_mask(c) & want if live else 0)
+                        push((c, tid))
+                    if live:
+                        actor = st.actor
+                        if actor == "world":
+                            continue  # liveness paths use no new environment events
+                        if actor == "thread" and st.name in guest_steps:
+                            label = s.threads[st.index].vcpu
+                        else:
+                            label = _HYP
+                        reach_here |= allowed[label]
+                        edge_dst.append(tid)
+                        edge_perm.append(k)
+                        edge_label.append(label)
+                if live and complete:
+                    # A dead end for a triggered bit: no allowed step at all, so the goal is
+                    # unreachable (found at once; cycles are found after the search).
+                    dead = trig[sid] & ~reach_here
+                    if dead:
+                        for name in self._names_of_bits(dead):
+                            if name not in found:
+                                found[name] = ("dead", sid, dead)
+                                stop = stop or stop_at_first
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            # Keep what was reached.  The interrupt may have come between the appends
+            # for one new state: cut the per-state arrays back to the states complete in
+            # all of them (their ids are dense, so that is a prefix).
+            stopped = "interrupted"
+            n = min(len(reps), len(parent), len(pstep), len(pperm), len(depth), len(trig))
+            for arr in (reps, parent, pstep, pperm, depth, trig):
+                del arr[n:]
+            found = {name: rec for name, rec in found.items() if rec[1] < n}
+        if stopped is None and stop and self.stop_at_first and queue:
+            stopped = "stop_at_first"
+        if queue or stopped is not None:
             finished = False
         prog.close(len(parent), len(queue), transitions)
         n_states = len(parent)
@@ -1502,7 +1645,10 @@ class _Explorer:
         stuck = None
         if liveness_checked:
             edge_start.append(len(edge_dst))
-            stuck = self._stuck(trig, edge_start, edge_dst, edge_perm, edge_label)
+            try:
+                stuck = self._stuck(trig, edge_start, edge_dst, edge_perm, edge_label)
+            except KeyboardInterrupt:  # every state was visited; liveness is undecided
+                stopped, finished, liveness_checked = "interrupted", False, False
         seconds = time.perf_counter() - t0
         self._reps = reps
         violations = self._violations(found, stuck, parent, pstep, pperm, steps, trig)
@@ -1513,6 +1659,7 @@ class _Explorer:
             transitions=transitions, seconds=seconds, properties=self.props,
             violations=violations, config=self.config, workload=self.workload,
             budget=self.budget, max_states=self.max_states, depth=max(depth),
+            max_seconds=self.max_seconds, stopped=stopped,
             symmetry=self.classes, liveness_checked=liveness_checked or not live,
             reduction=self.reduction, thread_symmetry=self.thread_symmetry)
 
@@ -1770,14 +1917,41 @@ _WORKLOADS = {
 }
 
 
+def _cli_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+    def parse(text: str) -> int:
+        try:
+            v: int | None = int(text)
+        except ValueError:
+            v = None
+        if v is None or not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high:,}, "
+                                             f"got {text!r}")
+        return v
+    return parse
+
+
+def _cli_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v <= MAX_SECONDS_LIMIT:  # (NaN and inf fail too)
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= "
+                                         f"{MAX_SECONDS_LIMIT:g}, got {text!r}")
+    return v
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``kvmcede explore`` to ``parser``."""
     from .config import CPUS, MEMORY_MODES, POLICIES
     parser.add_argument(
         "setup", nargs="?", choices=sorted(SETUPS), metavar="SETUP",
-        help="a ready-made exploration (configuration, workload and budgets): 'protocol' "
-             "or an ablation or bug name; without it the options below describe one. "
-             "Choices: " + ", ".join(sorted(SETUPS)))
+        help="a ready-made exploration (configuration, workload and budgets) that finishes "
+             "in about a second: 'protocol' or an ablation or bug name; without it the "
+             "options below describe one. Choices: " + ", ".join(sorted(SETUPS)))
+    parser.add_argument("--setup", dest="setup_option", choices=sorted(SETUPS),
+                        metavar="SETUP", help="the same as the SETUP argument")
     g = parser.add_argument_group("machine (ignored with SETUP)")
     g.add_argument("--vcpus", type=int, default=2, help="vcpus of the vcore (default 2)")
     g.add_argument("--threads-per-core", "--smt", dest="threads_per_core", type=int,
@@ -1796,23 +1970,32 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                    help="; ".join(f"{k}: {v}" for k, v in _WORKLOADS.items()))
     b = parser.add_argument_group("environment budgets (each kind of event happens at most "
                                   "this often; with SETUP they override its budgets)")
-    b.add_argument("--interrupts", type=int, default=None,
-                   help="device interrupts (KVM_INTERRUPT) (default 1)")
-    b.add_argument("--dec-expiries", type=int, default=None,
-                   help="guest DEC expiries (default: one per timed Idle op)")
-    b.add_argument("--prods", type=int, default=None,
-                   help="H_PRODs from a vcpu on another core (default 0)")
-    b.add_argument("--host-ticks", type=int, default=None,
-                   help="host timer ticks (HDEC expiries) (default 0)")
-    b.add_argument("--signals", type=int, default=None,
-                   help="signals to vcpu tasks (default 0)")
+    budget = _cli_int(0, MAX_BUDGET)
+    each = f", 0 .. {MAX_BUDGET}"
+    b.add_argument("--interrupts", type=budget, default=None, metavar="N",
+                   help=f"device interrupts (KVM_INTERRUPT){each} (default 1)")
+    b.add_argument("--dec-expiries", type=budget, default=None, metavar="N",
+                   help=f"guest DEC expiries{each} (default: one per timed Idle op)")
+    b.add_argument("--prods", type=budget, default=None, metavar="N",
+                   help=f"H_PRODs from a vcpu on another core{each} (default 0)")
+    b.add_argument("--host-ticks", type=budget, default=None, metavar="N",
+                   help=f"host timer ticks (HDEC expiries){each} (default 0)")
+    b.add_argument("--signals", type=budget, default=None, metavar="N",
+                   help=f"signals to vcpu tasks{each} (default 0)")
     s = parser.add_argument_group("search")
     s.add_argument("--property", action="append", choices=list(PROPERTIES), default=None,
                    metavar="NAME", help="check only this property (repeatable; default: "
                    "all " + str(len(PROPERTIES)) + ", see --list)")
-    s.add_argument("--max-states", type=int, default=2_000_000,
-                   help="stop (not finished, exit status 2) after this many states "
-                        "(default 2000000)")
+    s.add_argument("--max-states", type=_cli_int(1, MAX_STATES_LIMIT),
+                   default=DEFAULT_MAX_STATES, metavar="N",
+                   help=f"stop (not finished, exit status 3) after this many states, 1 .. "
+                        f"{MAX_STATES_LIMIT:,} (about 800 bytes each) (default "
+                        f"{DEFAULT_MAX_STATES:,})")
+    s.add_argument("--max-seconds", type=_cli_seconds, default=DEFAULT_MAX_SECONDS,
+                   metavar="S",
+                   help="stop (not finished, exit status 3) after this many seconds of "
+                        f"searching, > 0 and <= {MAX_SECONDS_LIMIT:g} (default "
+                        f"{DEFAULT_MAX_SECONDS:g})")
     s.add_argument("--no-symmetry", dest="symmetry", action="store_false",
                    help="do not merge states that differ only by renumbering "
                         "interchangeable vcpus or secondary threads")
@@ -1850,15 +2033,36 @@ def _cli_list() -> str:
 
 def cli_main(args: argparse.Namespace) -> int:
     """Run ``kvmcede explore`` for parsed ``args``; print the verdict and, if a property
-    is violated, the counterexample step by step.  Exit status: 0 all properties hold,
-    1 a property is violated, 2 not finished within ``--max-states`` (or bad input)."""
-    from .cli import changes_from_args
+    is violated, the counterexample step by step.  Exit status (see
+    :data:`kvmcede.cli.EXIT_CODES`): 0 every property holds, 1 a property is violated,
+    2 bad input, 3 not finished (``--max-states`` or ``--max-seconds`` reached),
+    5 an output file could not be written (saved to a fallback), 130 interrupted (the
+    counts reached are printed first)."""
+    from .cli import (
+        EXIT_FAILED,
+        EXIT_INTERRUPTED,
+        EXIT_NOT_FINISHED,
+        EXIT_OK,
+        EXIT_OUTPUT,
+        EXIT_USAGE,
+        changes_from_args,
+        write_output,
+    )
+    prog = "kvmcede explore"
     if getattr(args, "list", False):
         print(_cli_list())
-        return 0
+        return EXIT_OK
+    name = args.setup
+    option = getattr(args, "setup_option", None)
+    if option is not None:
+        if name is not None and name != option:
+            print(f"{prog}: error: SETUP {name!r} and --setup {option!r} disagree; give "
+                  "one", file=sys.stderr)
+            return EXIT_USAGE
+        name = option
     try:
-        if args.setup:
-            cfg, wl, kw = setup(args.setup)
+        if name:
+            cfg, wl, kw = setup(name)
         else:
             cfg = Config(threads_per_core=args.threads_per_core, vcpus=args.vcpus,
                          policy=args.policy, cpu=args.cpu, changes=changes_from_args(args),
@@ -1866,28 +2070,50 @@ def cli_main(args: argparse.Namespace) -> int:
             wl = default_workload(cfg) if args.workload == "default" else Workload(
                 ((),) * cfg.vcpus, name="idle")
             kw = {}
-        for name in ("interrupts", "dec_expiries", "prods", "host_ticks", "signals"):
-            value = getattr(args, name)
+        for key in ("interrupts", "dec_expiries", "prods", "host_ticks", "signals"):
+            value = getattr(args, key)
             if value is not None:
-                kw[name] = value
+                kw[key] = value
         progress = args.progress if args.progress is not None else sys.stderr.isatty()
         result = explore(cfg, wl, properties=args.property, max_states=args.max_states,
+                         max_seconds=getattr(args, "max_seconds", DEFAULT_MAX_SECONDS),
                          progress=progress, symmetry=args.symmetry,
                          reduction=args.reduction, stop_at_first=args.stop_at_first, **kw)
     except ValueError as e:
-        print(f"kvmcede explore: error: {e}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     print(result.format(events=args.events))
     v = result.violation
-    if v is not None:
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(v.trace.to_json())
-            print(f"wrote the counterexample trace: {args.json}")
-        if args.perfetto:
-            v.trace.write_perfetto(args.perfetto)
-            print(f"wrote the counterexample as Perfetto trace events: {args.perfetto}")
-        return 1
-    if not result.finished:
-        return 2
-    return 0
+    if result.stopped == "interrupted":  # (Ctrl-C says so even after a violation)
+        rc = EXIT_INTERRUPTED
+    elif v is not None:
+        rc = EXIT_FAILED
+    elif not result.finished:
+        rc = EXIT_NOT_FINISHED
+    else:
+        rc = EXIT_OK
+    if result.stopped == "interrupted":
+        print(f"{prog}: interrupted after {result.states:,} states and "
+              f"{result.transitions:,} transitions ({result.seconds:.1f} s)", file=sys.stderr)
+    wanted = [(flag, path) for flag, path in (("--json", getattr(args, "json", None)),
+                                              ("--perfetto", getattr(args, "perfetto", None)))
+              if path]
+    if wanted and v is None:
+        print(f"(no counterexample, so nothing written to {' or '.join(p for _, p in wanted)})")
+    elif wanted:
+        writers = {"--json": (lambda p: _write_text(p, v.trace.to_json()),
+                              "counterexample trace (JSON)"),
+                   "--perfetto": (v.trace.write_perfetto,
+                                  "counterexample as Perfetto trace events")}
+        ok = True
+        for flag, path in wanted:
+            write, what = writers[flag]
+            ok = write_output(prog, flag, path, write, what, sys.stdout) and ok
+        if not ok and rc == EXIT_OK:
+            rc = EXIT_OUTPUT
+    return rc
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
