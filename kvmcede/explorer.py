@@ -1459,6 +1459,9 @@ class _Explorer:
                                   for op in prog)
         self.props = props
         n = self.config.vcpus
+        # On the POWER9 path vcpu v runs on thread v: renumbering vcpus would move them
+        # between threads, so no symmetry there (a renumbered state is not equivalent).
+        symmetry = symmetry and cfg.cpu != "POWER9"
         classes = symmetry_classes(self.workload) if symmetry else ()
         self.classes = classes
         # The shipped bugs act only on prods (see private_step): inert without any.

@@ -17,7 +17,7 @@ from kvmcede import (
     realmode,
     simulate,
 )
-from kvmcede.explore import SETUPS, explore, setup
+from kvmcede.explorer import SETUPS, explore, setup
 from kvmcede.guest import Busy, Idle, Interrupt, Mmio
 from kvmcede.scenarios import scenario
 from kvmcede.sim import InvariantViolation

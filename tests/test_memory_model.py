@@ -8,7 +8,7 @@ import pytest
 
 from kvmcede import Config, Model, Workload, realmode, simulate
 from kvmcede.edit import Edit
-from kvmcede.explore import default_workload, explore, setup
+from kvmcede.explorer import default_workload, explore, setup
 from kvmcede.guest import Busy, Idle, Mmio
 from kvmcede.realmode import thread_step
 from kvmcede.scenarios import scenario

@@ -277,3 +277,11 @@ def test_p9_guards_read_only_what_the_cache_declares():
     cached = Model(cfg, wl)
     for s in states + order:
         assert cached.enabled(s) == Model(cfg, wl).enabled(s)
+
+
+def test_the_explorer_takes_no_vcpu_symmetry_on_power9_and_the_protocol_holds():
+    # vcpu v runs on thread v on the P9 path: renumbering vcpus is not a symmetry there.
+    cfg = Config(cpu="POWER9", threads_per_core=4, vcpus=3)
+    wl = Workload(((Busy(1.0), Idle(5.0)), (), ()))
+    r = explore(cfg, wl, progress=False, interrupts=1, dec_expiries=1)
+    assert r.ok and r.finished and r.symmetry == ()
