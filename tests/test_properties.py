@@ -65,9 +65,10 @@ def exits_that_never_left(tr: Trace, bound: int = LEAVE_BOUND) -> list[int]:
 # ---- strategies -------------------------------------------------------------------------
 
 #: The kernels with the 04f995a5 fix (the properties below hold for them in full).
-FIXED_BRANCH = (frozenset({"04f995a5"}), frozenset({"04f995a5", "8464c884"}))
-#: Every kernel the model knows: 3.4 as shipped, each fix alone, both.
-ALL_KERNELS = (frozenset(), frozenset({"8464c884"}), *FIXED_BRANCH)
+FIXED_BRANCH = (frozenset({"04f995a5"}), frozenset({"04f995a5", "8464c884"}),
+                frozenset({"04f995a5", "8464c884", "0cda69dd"}))  # the last: with halt polling
+#: Every kernel the model knows: 3.4 as shipped, each fix alone, both, halt polling.
+ALL_KERNELS = (frozenset(), frozenset({"8464c884"}), frozenset({"0cda69dd"}), *FIXED_BRANCH)
 assert set().union(*ALL_KERNELS) == set(CHANGES)
 
 #: What the shipped bug prodded_branch breaks: a prodded vcpu's H_CEDE branches into the
