@@ -7,9 +7,13 @@ Invalid values raise :class:`ValueError` naming the field and what it allows.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 
-__all__ = ["ABLATIONS", "BASE_KERNEL", "BUGS", "CHANGES", "TIMEBASE_HZ", "Config", "CostModel"]
+__all__ = ["ABLATIONS", "BASE_KERNEL", "BUGS", "CHANGES", "MAX_EXPECTED_EVENTS", "MAX_STEPS",
+           "MAX_TIME_US", "MAX_UNTIL_US", "TIMEBASE_HZ", "TIMEBASE_RANGE", "Config",
+           "CostModel"]
 
 #: POWER7 timebase frequency (Hz).  The timebase ticks at 512 MHz on POWER7 systems
 #: (Linux reads it from the device tree's ``timebase-frequency``; 512000000 on POWER7).
@@ -55,6 +59,64 @@ BUGS: dict[str, tuple[str, str]] = {
 
 #: The kernel the default configuration models.
 BASE_KERNEL = "3.4"
+
+
+# ============================================================================================
+# Limits: every accepted input finishes in bounded time and memory
+# ============================================================================================
+
+#: Longest simulation, in microseconds of machine time: 10 s (``simulate(until=...)``,
+#: ``random_workload(duration_us=...)``, sweeps).  The chapters run at most 20 ms and the
+#: benchmarks 1 s; a 10 s run takes a few seconds to a minute of wall time, and with
+#: ``simulate(..., record="metrics")`` its memory does not grow with the simulated time.
+MAX_UNTIL_US = 10_000_000
+
+#: Longest time in a workload (a busy burst, an idle timer, an MMIO emulation, the time
+#: of an external event or of a first KVM_RUN), in microseconds: 1000 s, a hundred times
+#: the longest simulation (a longer one could never end inside a run; use ``Idle(None)``
+#: for "no timer").  Keeps every time-to-ticks conversion finite.
+MAX_TIME_US = 1e9
+
+#: Most events a random workload may expect to generate (interrupts, and idle periods
+#: plus busy bursts): a million, so that building and simulating it stays bounded.
+MAX_EXPECTED_EVENTS = 1_000_000
+
+#: Default bound on the model steps of one simulation (``simulate(max_steps=...)``): a
+#: 10 s run of the default random workload takes about 600,000 steps, one with a million
+#: interrupts some tens of millions.  A run that would take more stops with a ValueError.
+MAX_STEPS = 50_000_000
+
+#: Allowed timebase frequencies (Hz): 1 MHz to 100 GHz (POWER7: 512 MHz).
+TIMEBASE_RANGE = (1_000_000, 100_000_000_000)
+
+#: Largest cost of one step, in ticks (2**62: far beyond any run, and every conversion to
+#: microseconds stays a finite float).
+MAX_COST_TICKS = 2**62
+
+
+def _is_int(v: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    """A real number (int or float, Python or numpy), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def check_time_us(where: str, v: object, *, positive: bool = True, allow_none: bool = False,
+                  maximum: float = MAX_TIME_US) -> None:
+    """Raise ``ValueError("where: got V; allowed: ...")`` unless ``v`` is a finite number of
+    microseconds in (0, maximum] (``positive``) or [0, maximum], or None if allowed."""
+    if v is None and allow_none:
+        return
+    ok = is_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0) \
+        and v <= maximum
+    if not ok:
+        lo = "0 < t" if positive else "0 <= t"
+        extra = ", or None" if allow_none else ""
+        raise ValueError(f"{where}: got {v!r}; allowed: a finite number of microseconds "
+                         f"{lo} <= {maximum:g}{extra}")
 
 
 def _version(v: str) -> tuple[int, ...]:
@@ -181,18 +243,21 @@ class CostModel:
     p9_guest_exit: int = _us(0.5)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy integers (from a sweep grid) become plain ints
+            v = getattr(self, f.name)
+            if _is_int(v) and type(v) is not int:
+                object.__setattr__(self, f.name, int(v))
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming any cost that is not a non-negative integer."""
+        """Raise ValueError naming any cost that is not an integer number of timebase
+        ticks from 0 to 2**62 (``host_tick`` from 1)."""
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(
-                    f"costs.{f.name} must be a non-negative integer number of timebase "
-                    f"ticks, got {v!r}")
-        if self.host_tick <= 0:
-            raise ValueError("costs.host_tick must be > 0 ticks")
+            lo = 1 if f.name == "host_tick" else 0
+            if not _is_int(v) or not lo <= v <= MAX_COST_TICKS:
+                raise ValueError(f"costs.{f.name}: got {v!r}; allowed: a non-negative "
+                                 f"integer number of timebase ticks from {lo} to 2**62")
 
     def replace(self, **changes: int) -> CostModel:
         """A copy with some costs changed (validated like a new CostModel)."""
@@ -243,65 +308,92 @@ class Config:
         # Accept any iterable of names for changes/ablations (lists from a widget or JSON).
         for name in ("changes", "ablations"):
             v = getattr(self, name)
-            if isinstance(v, str):
-                raise ValueError(f"{name} must be a collection of names, not the string "
-                                 f"{v!r}; use e.g. {name}=[{v!r}]")
+            if isinstance(v, str | bytes):
+                raise ValueError(f"{name}: got the string {v!r}; allowed: a collection of "
+                                 f"names, e.g. {name}=[{v!r}]")
             if not isinstance(v, frozenset):
                 try:
                     object.__setattr__(self, name, frozenset(v))
                 except TypeError:
-                    raise ValueError(f"{name} must be a collection of names, got "
-                                     f"{v!r}") from None
+                    raise ValueError(f"{name}: got {v!r}; allowed: a collection of "
+                                     f"names") from None
+        for name in ("threads_per_core", "vcpus", "timebase_hz", "seed"):
+            v = getattr(self, name)  # numpy integers (a sweep grid) become plain ints
+            if _is_int(v) and type(v) is not int:
+                object.__setattr__(self, name, int(v))
+        if (isinstance(self.costs, CostModel) and self.timebase_hz != TIMEBASE_HZ
+                and _is_int(self.timebase_hz) and self.costs == CostModel()):
+            # The default costs are durations (microseconds) written in 512 MHz ticks:
+            # at another timebase they are the same durations in its ticks, so guest
+            # time stays right.  Costs given explicitly are taken as they are.
+            object.__setattr__(self, "costs", _costs_at(self.timebase_hz))
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first invalid field and its allowed values."""
-        if self.threads_per_core not in (1, 2, 4) or isinstance(self.threads_per_core, bool):
-            raise ValueError(f"threads_per_core must be 1, 2 or 4, got "
-                             f"{self.threads_per_core!r}")
-        if (not isinstance(self.vcpus, int) or isinstance(self.vcpus, bool)
-                or not 1 <= self.vcpus <= self.threads_per_core):
-            raise ValueError(f"vcpus must be an integer from 1 to threads_per_core "
-                             f"({self.threads_per_core}), got {self.vcpus!r}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.cpu not in CPUS:
-            raise ValueError(f"cpu must be one of {CPUS}, got {self.cpu!r}")
-        if self.cpu == "PPC970" and self.threads_per_core != 1:
-            raise ValueError("threads_per_core must be 1 when cpu is 'PPC970' (no SMT in "
-                             f"HV KVM on PPC970), got {self.threads_per_core}")
+        """Raise ValueError naming the first invalid field, the value and what is allowed
+        (``field: got VALUE; allowed: ...``); a combination of fields that would have no
+        effect names both fields."""
+        tpc = self.threads_per_core
+        if not _is_int(tpc) or tpc not in (1, 2, 4):
+            raise ValueError(f"threads_per_core: got {tpc!r}; allowed: the integer 1, 2 "
+                             f"or 4")
+        if not _is_int(self.vcpus) or not 1 <= self.vcpus <= tpc:
+            raise ValueError(f"vcpus: got {self.vcpus!r}; allowed: an integer from 1 to "
+                             f"threads_per_core ({tpc})")
+        if not isinstance(self.policy, str) or self.policy not in POLICIES:
+            raise ValueError(f"policy: got {self.policy!r}; allowed: one of {POLICIES}")
+        if not isinstance(self.cpu, str) or self.cpu not in CPUS:
+            raise ValueError(f"cpu: got {self.cpu!r}; allowed: one of {CPUS}")
+        if self.cpu == "PPC970" and tpc != 1:
+            raise ValueError(f"threads_per_core: got {tpc} with cpu 'PPC970'; allowed: 1 "
+                             f"(no SMT in HV KVM on PPC970)")
+        bad = sorted(map(repr, set(self.changes) - set(CHANGES)))
+        if bad:
+            raise ValueError(f"changes: got unknown change(s) {', '.join(bad)}; allowed "
+                             f"(commit ids): {sorted(CHANGES)}")
+        bad = sorted(map(repr, set(self.ablations) - set(ABLATIONS)))
+        if bad:
+            raise ValueError(f"ablations: got unknown name(s) {', '.join(bad)}; allowed: "
+                             f"{sorted(ABLATIONS)}")
+        if not isinstance(self.memory, str) or self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory: got {self.memory!r}; allowed: one of {MEMORY_MODES}")
         if self.cpu == "POWER9":
             if self.policy != "realmode":
-                raise ValueError(f"policy must be 'realmode' (the default) when cpu is "
-                                 f"'POWER9': the P9 path handles H_CEDE its own way, got "
-                                 f"{self.policy!r}")
+                raise ValueError(f"policy: got {self.policy!r} with cpu 'POWER9'; allowed: "
+                                 f"'realmode' (the default; the P9 path handles H_CEDE its "
+                                 f"own way)")
             if self.memory != "sc":
-                raise ValueError(f"memory must be 'sc' when cpu is 'POWER9' (store buffers "
-                                 f"are modelled for the POWER7 protocol), got {self.memory!r}")
+                raise ValueError(f"memory: got {self.memory!r} with cpu 'POWER9'; allowed: "
+                                 f"'sc' (store buffers are modelled for the POWER7 protocol)")
             bad = sorted(set(self.ablations) - P9_ABLATIONS)
             if bad:
-                raise ValueError(f"ablations: {bad} remove POWER7 real-mode code, which the "
-                                 f"POWER9 path does not run; allowed with cpu 'POWER9': "
-                                 f"{sorted(P9_ABLATIONS)}")
-        bad = sorted(str(c) for c in set(self.changes) - set(CHANGES))
-        if bad:
-            raise ValueError(f"changes: unknown change(s) {bad}; allowed (commit ids): "
-                             f"{sorted(CHANGES)}")
-        bad = sorted(set(self.ablations) - set(ABLATIONS))
-        if bad:
-            raise ValueError(f"ablations: unknown name(s) {bad}; allowed: "
-                             f"{sorted(ABLATIONS)}")
-        if self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+                raise ValueError(f"ablations: got {bad} with cpu 'POWER9'; allowed: "
+                                 f"{sorted(P9_ABLATIONS)} (the others remove POWER7 "
+                                 f"real-mode code, which the POWER9 path does not run)")
         if not isinstance(self.costs, CostModel):
-            raise ValueError(f"costs must be a CostModel, got {type(self.costs).__name__}")
+            raise ValueError(f"costs: got {type(self.costs).__name__} {self.costs!r}; "
+                             f"allowed: a CostModel")
         self.costs.validate()
-        if (not isinstance(self.timebase_hz, int) or isinstance(self.timebase_hz, bool)
-                or self.timebase_hz <= 0):
-            raise ValueError(f"timebase_hz must be a positive integer, got "
-                             f"{self.timebase_hz!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        lo, hi = TIMEBASE_RANGE
+        if not _is_int(self.timebase_hz) or not lo <= self.timebase_hz <= hi:
+            raise ValueError(f"timebase_hz: got {self.timebase_hz!r}; allowed: an integer "
+                             f"number of Hz from {lo:,} to {hi:,} (POWER7: {TIMEBASE_HZ:,})")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed: got {self.seed!r}; allowed: an integer")
+        # Combinations that would silently have no effect.
+        if self.ablations and self.policy == "host":
+            raise ValueError(f"ablations: got {sorted(self.ablations)} with policy 'host'; "
+                             f"allowed: no ablation with policy 'host' (every ablation "
+                             f"removes a line of the real-mode H_CEDE protocol, which "
+                             f"policy 'host' does not run); use policy 'realmode'")
+        if self.ablations and self.cpu == "PPC970":
+            raise ValueError(f"ablations: got {sorted(self.ablations)} with cpu 'PPC970'; "
+                             f"allowed: no ablation with cpu 'PPC970' (its kvmppc_h_cede "
+                             f"always returns H_TOO_HARD: the real-mode protocol never runs)")
+        if "no_cede_sync" in self.ablations and self.memory == "sc":
+            raise ValueError("ablations: got 'no_cede_sync' with memory 'sc'; allowed: "
+                             "'no_cede_sync' only with memory 'store_buffer' (a missing "
+                             "sync changes nothing when memory is sequentially consistent)")
 
     def replace(self, **fields_: object) -> Config:
         """A copy with some fields changed (validated like a new Config)."""
@@ -370,11 +462,40 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
-        """The configuration :meth:`to_dict` wrote."""
+        """The configuration :meth:`to_dict` wrote (every key checked: an unknown key, a
+        missing cost or a wrong type raises ValueError naming it)."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config: got {type(d).__name__} {d!r:.80}; allowed: a dict "
+                             f"as written by Config.to_dict()")
         d = dict(d)
         if "bugs" in d:
             raise ValueError("bugs: no longer a field; the bugs that shipped are on by "
                              "default and a fix is switched on by naming its commit in "
                              f"'changes' (allowed: {sorted(CHANGES)})")
-        d["costs"] = CostModel(**d.get("costs", {}))
+        names = [f.name for f in fields(cls)]
+        bad = sorted(map(repr, set(d) - set(names)))
+        if bad:
+            raise ValueError(f"config: got unknown key(s) {', '.join(bad)}; allowed: "
+                             f"{names}")
+        costs = d.get("costs", {})
+        if not isinstance(costs, dict):
+            raise ValueError(f"costs: got {type(costs).__name__} {costs!r:.80}; allowed: a "
+                             f"dict of cost name -> ticks")
+        cnames = [f.name for f in fields(CostModel)]
+        bad = sorted(map(repr, set(costs) - set(cnames)))
+        if bad:
+            raise ValueError(f"costs: got unknown key(s) {', '.join(bad)}; allowed: "
+                             f"{cnames}")
+        d["costs"] = CostModel(**costs)
         return cls(**d)
+
+
+def _costs_at(hz: int) -> CostModel:
+    """The default costs (durations written in 512 MHz ticks) in ticks of ``hz``."""
+    base = CostModel()
+    scaled = {}
+    for f in fields(base):
+        v = getattr(base, f.name)
+        # A cost never rounds away to 0 (a free step would change which step runs first).
+        scaled[f.name] = max(1, round(v * hz / TIMEBASE_HZ)) if v else 0
+    return CostModel(**scaled)

@@ -29,7 +29,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from .config import Config
+from .config import (
+    MAX_EXPECTED_EVENTS,
+    MAX_UNTIL_US,
+    Config,
+    _is_int,
+    check_time_us,
+    is_number,
+)
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
@@ -65,13 +72,8 @@ _EXT = (1 << BOOK3S_IRQPRIO_EXTERNAL) | (1 << BOOK3S_IRQPRIO_EXTERNAL_LEVEL)
 
 
 def _check_us(where: str, us: object, allow_none: bool) -> None:
-    if us is None and allow_none:
-        return
-    if (not isinstance(us, int | float) or isinstance(us, bool) or not us > 0
-            or us != us or us == float("inf")):
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"{where} must be a positive finite number of microseconds"
-                         f"{extra}, got {us!r}")
+    """A duration of an op: a finite number of microseconds in (0, MAX_TIME_US]."""
+    check_time_us(where, us, allow_none=allow_none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,8 @@ class Confer:
     target: int = -1
 
     def check(self, where: str, n_vcpus: int) -> None:
-        if self.target != -1:
-            _check_vcpu(f"{where}.target", self.target, n_vcpus)
+        if not (_is_int(self.target) and self.target == -1):
+            _check_vcpu(f"{where}.target", self.target, n_vcpus, all_=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +133,33 @@ Op = Union[Busy, Idle, Prod, Confer, Mmio]  # noqa: UP007 (a readable alias)
 IDLE_FOREVER = Idle(None)
 
 
+#: The ops, by name (exact types: a subclass of an op is not an op — the simulator picks
+#: a step by the op's type, and JSON names the op by its class).
+OPS: dict[str, type] = {"Busy": Busy, "Idle": Idle, "Prod": Prod, "Confer": Confer,
+                        "Mmio": Mmio}
+
+
 def _as_tuple(where: str, x: object) -> tuple:
-    if isinstance(x, str | bytes) or not isinstance(x, Iterable):
-        raise ValueError(f"{where} must be a sequence (tuple or list), got {x!r}")
+    if isinstance(x, str | bytes | dict) or not isinstance(x, Iterable):
+        raise ValueError(f"{where}: got {x!r:.80}; allowed: a sequence (tuple or list)")
     return tuple(x)
 
 
-def _check_vcpu(where: str, v: object, n: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < n:
-        raise ValueError(f"{where} must be a vcpu id from 0 to {n - 1}, got {v!r}")
+def _check_vcpu(where: str, v: object, n: int, all_: bool = False) -> None:
+    if not _is_int(v) or not 0 <= v < n:
+        extra = ", or -1 (all)" if all_ else ""
+        raise ValueError(f"{where}: got {v!r}; allowed: a vcpu id (integer) from 0 to "
+                         f"{n - 1}{extra}")
+
+
+def _exact(where: str, x: object, kinds: dict[str, type]) -> None:
+    """``x`` must be an instance of exactly one of ``kinds`` (not of a subclass)."""
+    if type(x) in kinds.values():
+        return
+    names = ", ".join(kinds)
+    sub = [k for k, t in kinds.items() if isinstance(x, t)]
+    why = f" (a subclass of {sub[0]}: give a {sub[0]} itself)" if sub else ""
+    raise ValueError(f"{where}: got {x!r:.80}{why}; allowed: exactly one of {names}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +187,9 @@ class Signal:
 
 
 ExternalEvent = Union[Interrupt, RemoteProd, Signal]  # noqa: UP007
+#: The external events, by name (exact types, like :data:`OPS`).
+EVENTS: dict[str, type] = {"Interrupt": Interrupt, "RemoteProd": RemoteProd,
+                           "Signal": Signal}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,35 +219,33 @@ class Workload:
                                                            self.start_us))
 
     def check(self, config: Config) -> None:
-        """Raise ValueError naming the first field that does not fit ``config``."""
+        """Raise ValueError naming the first field that does not fit ``config``
+        (``workload.programs[v][k].us: got VALUE; allowed: ...``).  Times are finite,
+        from 0 to :data:`~kvmcede.config.MAX_TIME_US` microseconds."""
         n = config.vcpus
         if len(self.programs) != n:
-            raise ValueError(f"workload.programs must have one program per vcpu "
-                             f"(config.vcpus = {n}), got {len(self.programs)}")
+            raise ValueError(f"workload.programs: got {len(self.programs)} program(s); "
+                             f"allowed: one program per vcpu (config.vcpus = {n})")
         for v, prog in enumerate(self.programs):
             for k, op in enumerate(prog):
-                if not isinstance(op, Busy | Idle | Prod | Confer | Mmio):
-                    raise ValueError(f"workload.programs[{v}][{k}] must be Busy, Idle, "
-                                     f"Prod, Confer or Mmio, got {op!r}")
-                op.check(f"workload.programs[{v}][{k}]", n)
+                where = f"workload.programs[{v}][{k}]"
+                _exact(where, op, OPS)
+                op.check(where, n)
         for k, ev in enumerate(self.events):
-            if not isinstance(ev, Interrupt | RemoteProd | Signal):
-                raise ValueError(f"workload.events[{k}] must be Interrupt, RemoteProd or "
-                                 f"Signal, got {ev!r}")
-            if (not isinstance(ev.at_us, int | float) or isinstance(ev.at_us, bool)
-                    or not 0 <= ev.at_us < float("inf")):
-                raise ValueError(f"workload.events[{k}].at_us must be a finite time >= 0 "
-                                 f"microseconds, got {ev.at_us!r}")
-            _check_vcpu(f"workload.events[{k}].vcpu", ev.vcpu, n)
+            where = f"workload.events[{k}]"
+            _exact(where, ev, EVENTS)
+            check_time_us(f"{where}.at_us", ev.at_us, positive=False)
+            _check_vcpu(f"{where}.vcpu", ev.vcpu, n)
         if self.start_us is not None:
             if len(self.start_us) != n:
-                raise ValueError(f"workload.start_us must have one time per vcpu "
-                                 f"({n}), got {len(self.start_us)}")
+                raise ValueError(f"workload.start_us: got {len(self.start_us)} time(s); "
+                                 f"allowed: one time per vcpu ({n}) or None")
             for v, t in enumerate(self.start_us):
-                if (not isinstance(t, int | float) or isinstance(t, bool)
-                        or not 0 <= t < float("inf")):
-                    raise ValueError(f"workload.start_us[{v}] must be a finite time >= 0 "
-                                     f"microseconds, got {t!r}")
+                check_time_us(f"workload.start_us[{v}]", t, positive=False)
+        for name in ("name", "notes"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"workload.{name}: got {getattr(self, name)!r:.80}; "
+                                 f"allowed: a string")
 
     def op(self, v: int, pc: int) -> Op:
         """The op at ``pc`` of vcpu ``v`` (idle forever past the end)."""
@@ -248,14 +269,53 @@ class Workload:
 
     @classmethod
     def from_dict(cls, d: dict) -> Workload:
-        ops = {"Busy": Busy, "Idle": Idle, "Prod": Prod, "Confer": Confer, "Mmio": Mmio}
-        evs = {"Interrupt": Interrupt, "RemoteProd": RemoteProd, "Signal": Signal}
-        programs = tuple(tuple(ops[o.pop("op")](**o) for o in map(dict, p))
-                         for p in d["programs"])
-        events = tuple(evs[e["event"]](e["at_us"], e["vcpu"]) for e in d["events"])
+        """The workload :meth:`to_dict` wrote.  Its shape is checked here (ValueError
+        naming the path, e.g. ``workload.programs[0][2].op``); its values against a
+        configuration by :meth:`check`."""
+        if not isinstance(d, dict):
+            raise ValueError(f"workload: got {type(d).__name__} {d!r:.80}; allowed: a dict "
+                             f"as written by Workload.to_dict()")
+        keys = ("programs", "events", "start_us", "name", "notes")
+        bad = sorted(map(repr, set(d) - set(keys)))
+        if bad:
+            raise ValueError(f"workload: got unknown key(s) {', '.join(bad)}; allowed: "
+                             f"{list(keys)}")
+        for key in ("programs", "events"):
+            if key not in d:
+                raise ValueError(f"workload.{key}: missing; allowed: a list")
+        programs = []
+        for v, p in enumerate(_as_tuple("workload.programs", d["programs"])):
+            prog = []
+            for k, o in enumerate(_as_tuple(f"workload.programs[{v}]", p)):
+                prog.append(_from_fields(f"workload.programs[{v}][{k}]", o, "op", OPS))
+            programs.append(tuple(prog))
+        events = tuple(_from_fields(f"workload.events[{k}]", e, "event", EVENTS)
+                       for k, e in enumerate(_as_tuple("workload.events", d["events"])))
         start = d.get("start_us")
-        return cls(programs, events, None if start is None else tuple(start),
+        return cls(tuple(programs), events,
+                   None if start is None else _as_tuple("workload.start_us", start),
                    d.get("name", ""), d.get("notes", ""))
+
+
+def _from_fields(where: str, o: object, tag: str, kinds: dict[str, type]):
+    """An op or event from its JSON dict ``{tag: class name, field: value, ...}``."""
+    if not isinstance(o, dict):
+        raise ValueError(f"{where}: got {o!r:.80}; allowed: a dict with key {tag!r}")
+    o = dict(o)
+    name = o.pop(tag, None)
+    if not isinstance(name, str) or name not in kinds:
+        raise ValueError(f"{where}.{tag}: got {name!r}; allowed: one of {list(kinds)}")
+    cls = kinds[name]
+    allowed = list(cls.__slots__)
+    bad = sorted(map(repr, set(o) - set(allowed)))
+    if bad:
+        raise ValueError(f"{where}: got unknown key(s) {', '.join(bad)} for {name}; "
+                         f"allowed: {allowed}")
+    try:
+        return cls(**o)
+    except TypeError:
+        raise ValueError(f"{where}: got {o!r:.80} for {name}; allowed: the fields "
+                         f"{allowed}") from None
 
 
 def random_workload(config: Config, duration_us: float = 1000.0, *,
@@ -271,24 +331,11 @@ def random_workload(config: Config, duration_us: float = 1000.0, *,
     ``interrupt_rate`` per second per vcpu.  ``seed`` (default ``config.seed``) makes
     the workload reproducible.
     """
-    if not isinstance(config, Config):
-        raise ValueError(f"config must be a Config, got {type(config).__name__}")
-    for name, val in (("duration_us", duration_us), ("idle_us", idle_us)):
-        _check_us(name, val, False)
-    if (not isinstance(idle_fraction, int | float) or isinstance(idle_fraction, bool)
-            or not 0.0 <= idle_fraction <= 1.0):
-        raise ValueError(f"idle_fraction must be between 0 and 1, got {idle_fraction!r}")
-    if (not isinstance(interrupt_rate, int | float) or isinstance(interrupt_rate, bool)
-            or not 0.0 <= interrupt_rate < float("inf")):
-        raise ValueError(f"interrupt_rate must be >= 0 interrupts per second per vcpu, "
-                         f"got {interrupt_rate!r}")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    _check_random(config, duration_us, idle_fraction=idle_fraction, idle_us=idle_us,
+                  interrupt_rate=interrupt_rate, idle_vcpus=idle_vcpus, seed=seed)
     n = config.vcpus
     if idle_vcpus is None:
         idle_vcpus = tuple(range(n))
-    for k, v in enumerate(_as_tuple("idle_vcpus", idle_vcpus)):
-        _check_vcpu(f"idle_vcpus[{k}]", v, n)
     rng = random.Random(config.seed if seed is None else seed)
     programs = []
     for v in range(n):
@@ -325,6 +372,53 @@ def random_workload(config: Config, duration_us: float = 1000.0, *,
     return Workload(tuple(programs), tuple(events), name="random",
                     notes=f"idle_fraction={idle_fraction}, idle_us={idle_us}, "
                           f"interrupt_rate={interrupt_rate}, seed={seed}")
+
+
+def _check_random(config: Config, duration_us: float, *, idle_fraction: float,
+                  idle_us: float, interrupt_rate: float,
+                  idle_vcpus: tuple[int, ...] | None, seed: int | None) -> None:
+    """The checks of :func:`random_workload`, without building anything (a widget uses
+    them to check the extremes its sliders can reach)."""
+    if not isinstance(config, Config):
+        raise ValueError(f"config: got {type(config).__name__}; allowed: a Config")
+    check_time_us("duration_us", duration_us, maximum=MAX_UNTIL_US)
+    check_time_us("idle_us", idle_us)
+    f = idle_fraction
+    if not is_number(f) or not 0.0 <= f <= 1.0:
+        raise ValueError(f"idle_fraction: got {f!r}; allowed: a number from 0 to 1")
+    r = interrupt_rate
+    if not is_number(r) or not 0.0 <= r < float("inf"):
+        raise ValueError(f"interrupt_rate: got {r!r}; allowed: a finite number >= 0 of "
+                         f"interrupts per second per vcpu")
+    if seed is not None and not _is_int(seed):
+        raise ValueError(f"seed: got {seed!r}; allowed: an integer or None")
+    n = config.vcpus
+    idle = set(range(n)) if idle_vcpus is None else None
+    if idle is None:
+        vs = _as_tuple("idle_vcpus", idle_vcpus)
+        for k, v in enumerate(vs):
+            _check_vcpu(f"idle_vcpus[{k}]", v, n)
+        idle = set(vs)
+    # Bounded work: the expected number of interrupts, idle periods and busy bursts.
+    interrupts = r * duration_us / 1e6 * n
+    if interrupts > MAX_EXPECTED_EVENTS:
+        raise ValueError(
+            f"interrupt_rate: got {r!r} with duration_us={duration_us!r} and {n} vcpus, "
+            f"about {interrupts:.3g} interrupts; allowed: at most {MAX_EXPECTED_EVENTS:,} "
+            f"expected interrupts (rate <= {MAX_EXPECTED_EVENTS / (duration_us / 1e6 * n):.4g}"
+            f" per second per vcpu for this duration)")
+    periods = 0.0
+    if idle and 0.0 < f < 1.0:
+        busy_mean = idle_us * (1.0 - f) / f
+        cycle = (max(1.0, min(idle_us, duration_us))
+                 + max(1.0, min(busy_mean, duration_us)))
+        periods = 2 * len(idle) * duration_us / cycle
+    if interrupts + periods > MAX_EXPECTED_EVENTS:
+        raise ValueError(
+            f"idle_us: got {idle_us!r} with duration_us={duration_us!r}, "
+            f"idle_fraction={f!r} and {len(idle)} idle vcpu(s), about "
+            f"{interrupts + periods:.3g} idle periods, busy bursts and interrupts; allowed: "
+            f"at most {MAX_EXPECTED_EVENTS:,} (longer idle periods or a shorter duration)")
 
 
 # ============================================================================================
@@ -479,4 +573,4 @@ GUEST_STEPS = {
     "mmio_access": mmio_access,
 }
 
-__all__ += ["IDLE_FOREVER", "ExternalEvent"]
+__all__ += ["EVENTS", "IDLE_FOREVER", "OPS", "ExternalEvent"]

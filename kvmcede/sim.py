@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from .config import Config
+from .config import MAX_STEPS, MAX_UNTIL_US, Config, _is_int, check_time_us
 from .edit import Step, _new
 from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .host import all_idle
@@ -31,9 +31,18 @@ from .p9 import CEDE as _P9_CEDE
 from .p9 import EXIT as _P9_EXIT
 from .p9 import STOP as _P9_STOP
 from .state import DEC_ARMED, KVMPPC_VCPU_BUSY_IN_HOST, KVMPPC_VCPU_STOPPED, Machine
-from .trace import Event, Trace
+from .trace import Event, Metrics, MetricsAccumulator, Trace
 
-__all__ = ["InvariantViolation", "simulate", "thread_activity", "vcpu_activity"]
+__all__ = ["RECORD_MODES", "InvariantViolation", "simulate", "thread_activity",
+           "vcpu_activity"]
+
+#: What :func:`simulate` keeps: "trace" (every event and step: a :class:`Trace`) or
+#: "metrics" (nothing per event: the :class:`Metrics`, computed as the run goes).
+RECORD_MODES = ("trace", "metrics")
+
+#: Steps at one instant after which a run is declared stuck (time no longer advances:
+#: costs of 0 ticks around a loop).  No run of the default costs comes near it.
+_MAX_STEPS_AT_ONE_TIME = 100_000
 
 
 class InvariantViolation(AssertionError):
@@ -179,25 +188,47 @@ class _Clock:
 
 
 def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
-             check_invariants: bool = False) -> Trace:
+             check_invariants: bool = False, record: str = "trace",
+             max_steps: int = MAX_STEPS) -> Trace | Metrics:
     """Simulate ``workload`` on ``config`` for ``until`` microseconds of machine time.
 
-    Returns a :class:`~kvmcede.trace.Trace`.  With ``check_invariants`` every step is
-    checked against the invariants of reference section 10 (slower); a violation raises
-    :class:`InvariantViolation` with the step and state.
+    Returns a :class:`~kvmcede.trace.Trace` (``record="trace"``, the default) or, with
+    ``record="metrics"``, only its :class:`~kvmcede.trace.Metrics`: no event or step is
+    kept, the metrics are computed while the run goes (the same code as
+    :attr:`Trace.metrics`, so they are equal), and memory does not grow with the
+    simulated time — the mode for long runs and sweeps.  With ``check_invariants``
+    every step is checked against the invariants of reference section 10 (slower); a
+    violation raises :class:`InvariantViolation` with the step and state.
+
+    Limits (checked before the run starts, ValueError naming the argument): ``until``
+    finite, ``0 < until <= MAX_UNTIL_US`` (10 s); ``max_steps`` (default
+    :data:`~kvmcede.config.MAX_STEPS`) bounds the model steps — a run that needs more, or
+    whose time stops advancing (costs of 0 around a loop), stops with a ValueError.
 
     >>> from kvmcede import Config, Workload, Busy, Idle, simulate
-    >>> tr = simulate(Config(), Workload(((Busy(50),), (Idle(20),), (Idle(None),),
-    ...                                   (Idle(None),))), until=100)
+    >>> wl = Workload(((Busy(50),), (Idle(20),), (Idle(None),), (Idle(None),)))
+    >>> tr = simulate(Config(), wl, until=100)
     >>> tr.metrics.whole_core_exits
     0
+    >>> simulate(Config(), wl, until=100, record="metrics") == tr.metrics
+    True
     """
-    if (not isinstance(until, int | float) or isinstance(until, bool)
-            or not 0 < until < float("inf")):
-        raise ValueError(f"until must be a positive finite number of microseconds, got "
-                         f"{until!r}")
-    with _CyclicGCPaused():
-        return _run(config, workload, until, check_invariants)
+    if not isinstance(config, Config):
+        raise ValueError(f"config: got {type(config).__name__}; allowed: a Config")
+    if not isinstance(workload, Workload):
+        raise ValueError(f"workload: got {type(workload).__name__}; allowed: a Workload")
+    check_time_us("until", until, maximum=MAX_UNTIL_US)
+    if not isinstance(record, str) or record not in RECORD_MODES:
+        raise ValueError(f"record: got {record!r}; allowed: one of {RECORD_MODES}")
+    if not _is_int(max_steps) or not 1 <= max_steps <= 10**10:
+        raise ValueError(f"max_steps: got {max_steps!r}; allowed: an integer from 1 to "
+                         f"10**10")
+    if not isinstance(check_invariants, bool):
+        raise ValueError(f"check_invariants: got {check_invariants!r}; allowed: True or "
+                         f"False")
+    with _CyclicGCPaused():  # Model() checks the config and the workload before the run
+        return _run(config, workload, until, check_invariants, record == "metrics",
+                    int(max_steps))
 
 
 class _CyclicGCPaused:
@@ -230,8 +261,12 @@ class _CyclicGCPaused:
                 gc.enable()
 
 
-def _run(config: Config, workload: Workload, until: float, check_invariants: bool) -> Trace:
-    """The scheduler loop of :func:`simulate` (arguments already checked)."""
+def _run(config: Config, workload: Workload, until: float, check_invariants: bool,
+         metrics_only: bool, max_steps: int) -> Trace | Metrics:
+    """The scheduler loop of :func:`simulate` (arguments already checked).
+
+    ``metrics_only``: every step's events go to a :class:`MetricsAccumulator` and are
+    dropped; no step is kept."""
     m = Model(config, workload)
     end = m.ticks(until)
     clock = _Clock(m)
@@ -256,6 +291,9 @@ def _run(config: Config, workload: Workload, until: float, check_invariants: boo
     events = [Event(0, i, s.threads[i].vcpu, "thread_state", a) for i, a in enumerate(t_act)]
     events += [Event(0, -1, v, "vcpu_state", a) for v, a in enumerate(v_act)]
     steps: list[tuple[int, Step]] = []
+    acc = MetricsAccumulator(config) if metrics_only else None
+    n_steps = 0
+    same_time = 0  # steps taken since the time last advanced
     since: dict[Step, int] = {}  # enabled step -> time it became enabled
     busy_left: dict[tuple[int, int], int] = {}  # (vcpu, pc) -> ticks of the burst left
     now = 0
@@ -321,13 +359,30 @@ def _run(config: Config, workload: Workload, until: float, check_invariants: boo
             ext_pos += 1
         if best is None:
             break
+        if n_steps >= max_steps:
+            raise ValueError(f"max_steps: got {max_steps:,}; the run needs more model steps "
+                             f"to reach until={until!r} us (it is at "
+                             f"{config.us(now):,.3f} us); allowed: a larger max_steps, a "
+                             f"shorter until or a lighter workload")
+        if best_t == now:
+            same_time += 1
+            if same_time > _MAX_STEPS_AT_ONE_TIME:
+                raise ValueError(
+                    f"costs: got {config.costs!r}; the run took {same_time:,} steps "
+                    f"without time advancing at {config.us(now):,.3f} us (step "
+                    f"{best.label()}); allowed: costs that make every loop of the "
+                    f"protocol take time (at least one tick)")
+        else:
+            same_time = 0
+        n_steps += 1
         now = best_t
         if best[2] == "guest_run":
             v = s.threads[best[1]].vcpu
             busy_left.pop((v, s.vcpus[v].pc), None)
         prev = s
         s, evs = apply(s, best, now)
-        steps.append((now, best))
+        if acc is None:
+            steps.append((now, best))
         events += evs
         if check_invariants:
             bad = check_step(m, prev, best, s)
@@ -339,7 +394,13 @@ def _run(config: Config, workload: Workload, until: float, check_invariants: boo
         # this one); the others keep theirs.
         since.pop(best, None)
         _activities(s, prev, now, t_act, v_act, events)
+        if acc is not None:
+            acc.add(events)
+            events.clear()
 
+    if acc is not None:
+        acc.add(events)
+        return acc.finish(end, n_steps)
     return Trace(config=config, workload=workload, events=events, steps=steps, end=end,
                  source="simulate")
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .guest import Workload
     from .state import Machine
 
-__all__ = ["IDLENESS_REASONS", "Event", "Metrics", "Trace"]
+__all__ = ["IDLENESS_REASONS", "Event", "Metrics", "MetricsAccumulator", "Trace"]
 
 FORMAT = "kvmcede-trace"
 VERSION = 1
@@ -98,6 +98,8 @@ class Metrics:
     poll_us: float = 0.0
     vcpu_exits: int = 0
     vcpu_exits_by_reason: dict[str, int] = field(default_factory=dict)
+    #: Model steps the run took.
+    steps: int = 0
 
     def summary(self) -> dict[str, float]:
         """The headline numbers as one flat dict (what sweeps put in a table row)."""
@@ -158,107 +160,198 @@ class Metrics:
         return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
 
 
-def _compute_metrics(tr: Trace) -> Metrics:
-    us = tr.us
-    exits: dict[str, int] = {}
-    vcpu_exits: dict[str, int] = {}
-    ipis_napper = host_ipis = naps = sleeps = wakeups = 0
-    polls = {"succeeded": 0, "failed": 0}
-    poll_ticks = 0
-    n = tr.config.vcpus
-    split = {v: dict.fromkeys(VCPU_ACTIVITIES, 0) for v in range(n)}
-    act = ["stopped"] * n
-    last_t = 0
-    cause: tuple[str, int] | None = None  # reason and vcpu of the current core exit
-    last_kick = ""
-    kicked = -1  # the vcpu whose kick IPI'd thread 0: it, not thread 0's vcpu, caused the exit
-    lost = {v: {} for v in range(n)}
-    raised: dict[tuple[int, int], list[int]] = {}
-    lat: dict[str, list[int]] = {"external": [], "decrementer": []}
+class MetricsAccumulator:
+    """Metrics computed from events fed in time order, a batch at a time: the one piece
+    of code behind both :attr:`Trace.metrics` (all of a stored trace's events at once)
+    and ``simulate(..., record="metrics")`` (each step's events as the run goes, none
+    kept).  Its memory does not grow with the number of events, only with the
+    interrupts raised and not yet delivered.
 
-    def advance(t: int) -> None:
-        nonlocal last_t
-        dt = t - last_t
+    >>> from kvmcede import Config, Workload, Busy, Idle, simulate
+    >>> cfg, wl = Config(), Workload(((Busy(50),), (Idle(20),), (), ()))
+    >>> tr = simulate(cfg, wl, until=100)
+    >>> acc = MetricsAccumulator(cfg)
+    >>> acc.add(tr.events)
+    >>> acc.finish(tr.end, len(tr.steps)) == tr.metrics
+    True
+    """
+
+    __slots__ = ("_act", "_cause", "_config", "_exits", "_explore", "_host_ipis",
+                 "_ipis_napper", "_kicked", "_lat", "_last_kick", "_last_t", "_lost", "_naps",
+                 "_poll_ticks", "_polls", "_raised", "_sleeps", "_split", "_vcpu_exits",
+                 "_wakeups")
+
+    def __init__(self, config: Config, *, explore: bool = False) -> None:
+        n = config.vcpus
+        self._config = config
+        self._explore = explore  # explorer traces: times are step numbers (1 us each)
+        self._exits: dict[str, int] = {}
+        self._vcpu_exits: dict[str, int] = {}
+        self._polls = {"succeeded": 0, "failed": 0}
+        self._poll_ticks = 0
+        self._ipis_napper = self._host_ipis = self._naps = 0
+        self._sleeps = self._wakeups = 0
+        self._split = {v: dict.fromkeys(VCPU_ACTIVITIES, 0) for v in range(n)}
+        self._act = ["stopped"] * n
+        self._last_t = 0
+        self._cause: tuple[str, int] | None = None  # reason and vcpu of the current exit
+        self._last_kick = ""
+        # the vcpu whose kick IPI'd thread 0: it, not thread 0's vcpu, caused the exit
+        self._kicked = -1
+        self._lost: dict[int, dict[str, int]] = {v: {} for v in range(n)}
+        self._raised: dict[tuple[int, int], list[int]] = {}
+        # Latencies as {ticks: count}: the costs are fixed, so few distinct values occur
+        # and the memory stays flat however long the run (mean and median stay exact).
+        self._lat: dict[str, dict[int, int]] = {"external": {}, "decrementer": {}}
+
+    def _advance(self, t: int) -> None:
+        """Integrate every vcpu's activity (and the lost time) up to ``t``."""
+        dt = t - self._last_t
         if dt <= 0:
             return
-        for v in range(n):
-            split[v][act[v]] += dt
-            if act[v] == "out" and cause is not None and cause[1] != v:
+        cause = self._cause
+        split, lost = self._split, self._lost
+        for v, a in enumerate(self._act):
+            split[v][a] += dt
+            if a == "out" and cause is not None and cause[1] != v:
                 d = lost[v]
                 d[cause[0]] = d.get(cause[0], 0) + dt
-        last_t = t
+        self._last_t = t
 
-    # Time is integrated only where a vcpu's activity or the exit cause changes: between
-    # two such events every sum grows linearly (integer ticks, so the result is the same).
-    for ev in tr.events:
-        k = ev.kind
-        if k == "vcpu_state":
-            advance(ev.time)
-            act[ev.vcpu] = ev.detail
-        elif k == "exit":
-            advance(ev.time)
-            reason = ev.detail
-            if reason == "external" and last_kick:
-                reason = f"external ({last_kick} kick)"
-            exits[reason] = exits.get(reason, 0) + 1
-            cause = (reason, kicked if reason != ev.detail else ev.vcpu)
-        elif k == "vcpu_exit":
-            vcpu_exits[ev.detail] = vcpu_exits.get(ev.detail, 0) + 1
-        elif k == "kvmppc_hv_entry" and ev.thread == 0:
-            advance(ev.time)
-            cause = None
-        elif k == "ipi":
-            if ev.thread >= 0:
-                ipis_napper += 1
-            elif ev.detail.startswith(("host reschedule", "host IPI")):
-                host_ipis += 1
-                last_kick = ev.detail.rsplit("(", 1)[-1].rstrip(")")
-                kicked = ev.vcpu
-        elif k == "switch_to_host":
-            last_kick = ""
-        elif k == "nap":
-            naps += 1
-        elif k == "vcore_sleep":
-            sleeps += 1
-        elif k == "host_wakeup":
-            wakeups += 1
-        elif k == "halt_poll":
-            polls[ev.detail] += 1
-            poll_ticks += ev.arg
-        elif k == "raise":
-            raised.setdefault((ev.vcpu, ev.arg), []).append(ev.time)
-        elif k == "deliver":
-            pend = raised.pop((ev.vcpu, ev.arg), [])
-            kind = "external" if ev.arg == 0x500 else "decrementer"
-            lat[kind].extend(ev.time - t for t in pend)
-    advance(tr.end)
-    latency = {}
-    for kind, vals in lat.items():
-        vals = sorted(vals)
-        if vals:
-            latency[kind] = {"count": float(len(vals)), "mean": us(sum(vals)) / len(vals),
-                             "median": us(vals[len(vals) // 2]), "max": us(vals[-1])}
-        else:
-            latency[kind] = {"count": 0.0, "mean": 0.0, "median": 0.0, "max": 0.0}
-    lost_by_reason: dict[str, float] = {}
-    for d in lost.values():
-        for r, t in d.items():
-            lost_by_reason[r] = lost_by_reason.get(r, 0.0) + us(t)
-    lost_by_vcpu = {v: us(sum(t for r, t in d.items() if r in IDLENESS_REASONS))
-                    for v, d in lost.items()}
-    return Metrics(
-        duration_us=us(tr.end), whole_core_exits=sum(exits.values()),
-        exits_by_reason=dict(sorted(exits.items())), ipis_to_nappers=ipis_napper,
-        host_ipis=host_ipis, naps=naps, vcore_sleeps=sleeps, host_wakeups=wakeups,
-        time_split={v: {a: us(t) for a, t in d.items()} for v, d in split.items()},
-        latency=latency, undelivered=sum(len(p) for p in raised.values()),
-        lost_guest_us=sum(lost_by_vcpu.values()),
-        lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
-        kernel=f"{tr.config.kernel}; policy {tr.config.policy}, {tr.config.cpu}",
-        polls_succeeded=polls["succeeded"], polls_failed=polls["failed"],
-        poll_us=us(poll_ticks),
-        vcpu_exits=sum(vcpu_exits.values()), vcpu_exits_by_reason=dict(sorted(
-            vcpu_exits.items())))
+    def add(self, events: Iterable[Event]) -> None:
+        """Feed ``events`` (in time order, after every event fed before)."""
+        # Time is integrated only where a vcpu's activity or the exit cause changes:
+        # between two such events every sum grows linearly (integer ticks, so the result
+        # is the same).
+        advance = self._advance
+        act = self._act
+        exits = self._exits
+        raised = self._raised
+        lat = self._lat
+        for ev in events:
+            k = ev.kind
+            if k == "thread_state":
+                continue
+            if k == "vcpu_state":
+                advance(ev.time)
+                act[ev.vcpu] = ev.detail
+            elif k == "exit":
+                advance(ev.time)
+                reason = ev.detail
+                if reason == "external" and self._last_kick:
+                    reason = f"external ({self._last_kick} kick)"
+                exits[reason] = exits.get(reason, 0) + 1
+                self._cause = (reason, self._kicked if reason != ev.detail else ev.vcpu)
+            elif k == "vcpu_exit":
+                vex = self._vcpu_exits
+                vex[ev.detail] = vex.get(ev.detail, 0) + 1
+            elif k == "kvmppc_hv_entry" and ev.thread == 0:
+                advance(ev.time)
+                self._cause = None
+            elif k == "ipi":
+                if ev.thread >= 0:
+                    self._ipis_napper += 1
+                elif ev.detail.startswith(("host reschedule", "host IPI")):
+                    self._host_ipis += 1
+                    self._last_kick = ev.detail.rsplit("(", 1)[-1].rstrip(")")
+                    self._kicked = ev.vcpu
+            elif k == "switch_to_host":
+                self._last_kick = ""
+            elif k == "nap":
+                self._naps += 1
+            elif k == "vcore_sleep":
+                self._sleeps += 1
+            elif k == "host_wakeup":
+                self._wakeups += 1
+            elif k == "halt_poll":
+                self._polls[ev.detail] += 1
+                self._poll_ticks += ev.arg
+            elif k == "raise":
+                raised.setdefault((ev.vcpu, ev.arg), []).append(ev.time)
+            elif k == "deliver":
+                pend = raised.pop((ev.vcpu, ev.arg), ())
+                hist = lat["external" if ev.arg == 0x500 else "decrementer"]
+                for t in pend:
+                    d = ev.time - t
+                    hist[d] = hist.get(d, 0) + 1
+
+    def us(self, ticks: int) -> float:
+        """Ticks to microseconds (explorer traces: steps count as 1 us each)."""
+        if self._explore:
+            return float(ticks)
+        return ticks * 1_000_000 / self._config.timebase_hz
+
+    def finish(self, end: int, steps: int = 0) -> Metrics:
+        """The metrics of a run that ended at ``end`` after ``steps`` model steps."""
+        self._advance(end)
+        us = self.us
+        cfg = self._config
+        latency = {}
+        for kind, hist in self._lat.items():
+            n = sum(hist.values())
+            if n:
+                vals = sorted(hist)
+                # the median is the value at sorted position n // 2 (the upper median)
+                seen, median = 0, vals[-1]
+                for d in vals:
+                    seen += hist[d]
+                    if seen > n // 2:
+                        median = d
+                        break
+                latency[kind] = {"count": float(n),
+                                 "mean": us(sum(d * c for d, c in hist.items())) / n,
+                                 "median": us(median), "max": us(vals[-1])}
+            else:
+                latency[kind] = {"count": 0.0, "mean": 0.0, "median": 0.0, "max": 0.0}
+        lost_by_reason: dict[str, float] = {}
+        for d in self._lost.values():
+            for r, t in d.items():
+                lost_by_reason[r] = lost_by_reason.get(r, 0.0) + us(t)
+        lost_by_vcpu = {v: us(sum(t for r, t in d.items() if r in IDLENESS_REASONS))
+                        for v, d in self._lost.items()}
+        exits = self._exits
+        return Metrics(
+            duration_us=us(end), whole_core_exits=sum(exits.values()),
+            exits_by_reason=dict(sorted(exits.items())),
+            ipis_to_nappers=self._ipis_napper, host_ipis=self._host_ipis, naps=self._naps,
+            vcore_sleeps=self._sleeps, host_wakeups=self._wakeups,
+            time_split={v: {a: us(t) for a, t in d.items()} for v, d in self._split.items()},
+            latency=latency, undelivered=sum(len(p) for p in self._raised.values()),
+            lost_guest_us=sum(lost_by_vcpu.values()),
+            lost_by_reason=dict(sorted(lost_by_reason.items())), lost_by_vcpu=lost_by_vcpu,
+            kernel=f"{cfg.kernel}; policy {cfg.policy}, {cfg.cpu}",
+            polls_succeeded=self._polls["succeeded"], polls_failed=self._polls["failed"],
+            poll_us=us(self._poll_ticks), vcpu_exits=sum(self._vcpu_exits.values()),
+            vcpu_exits_by_reason=dict(sorted(self._vcpu_exits.items())), steps=steps)
+
+
+def _compute_metrics(tr: Trace) -> Metrics:
+    acc = MetricsAccumulator(tr.config, explore=tr.source == "explore")
+    acc.add(tr.events)
+    return acc.finish(tr.end, len(tr.steps))
+
+
+#: The actors of a step and the range of their index ("threads": a hardware thread,
+#: "vcpus": a vcpu, "any": a vcpu, a thread or the remote prodder).
+_ACTOR_INDEX = {"thread": "threads", "task": "vcpus", "timer": "vcpus",
+                "prodder": "any", "drain": "any", "world": "any"}
+_MAX_ACTOR_INDEX = 99  # edit.PRODDER, the remote prodder's writer id
+
+
+def _json_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _json_list(where: str, x: object) -> list:
+    if not isinstance(x, list):
+        raise ValueError(f"{where}: got {x!r:.80}; allowed: a list")
+    return x
+
+
+def _check_time(where: str, t: object, last: int, end: int) -> None:
+    if not _json_int(t) or not last <= t <= end:
+        raise ValueError(f"{where}: got {t!r}; allowed: an integer time from {last} (the "
+                         f"time before it) to end ({end})")
 
 
 @dataclass
@@ -312,8 +405,7 @@ class Trace:
         s = cps[base]
         m = self._model
         for j in range(base * self._EVERY, k):
-            t, st = self.steps[j]
-            s, _ = m.apply(s, st, self._now(t))
+            s, _ = self._apply(s, j)
             if (j + 1) % self._EVERY == 0 and (j + 1) // self._EVERY == len(cps):
                 cps.append(s)
         return s
@@ -328,17 +420,29 @@ class Trace:
 
     def states(self):
         """Yield ``(time, step, state_after_step)`` for every step, replaying once."""
-        m = self._model
-        s = m.initial(self.budget)
-        for t, st in self.steps:
-            s, _ = m.apply(s, st, self._now(t))
+        s = self._model.initial(self.budget)
+        for j, (t, st) in enumerate(self.steps):
+            s, _ = self._apply(s, j)
             yield t, st, s
 
     def events_of_step(self, k: int) -> list[Event]:
         """The events emitted by step ``k`` (0-based), by replaying it."""
-        s = self.state_after(k)
-        t, st = self.steps[k]
-        return [ev._replace(time=t) for ev in self._model.apply(s, st, self._now(t))[1]]
+        if not 0 <= k < len(self.steps):
+            raise ValueError(f"k: got {k!r}; allowed: a step index from 0 to "
+                             f"{len(self.steps) - 1}")
+        t = self.steps[k][0]
+        return [ev._replace(time=t) for ev in self._apply(self.state_after(k), k)[1]]
+
+    def _apply(self, s: Machine, j: int) -> tuple[Machine, list[Event]]:
+        """Replay step ``j`` in ``s``; a step the model cannot take there (a trace read
+        from a file that was edited) is a ValueError naming it, not a KeyError."""
+        t, st = self.steps[j]
+        try:
+            return self._model.apply(s, st, self._now(t))
+        except (KeyError, IndexError, AttributeError, TypeError) as exc:
+            raise ValueError(f"steps[{j}]: got {list(st)}; allowed: a step the model can "
+                             f"take in the state after step {j} (replay failed: "
+                             f"{type(exc).__name__} {exc})") from None
 
     def _now(self, t: int) -> int:
         """The model time to replay a step taken at trace time ``t``: the explorer runs
@@ -365,23 +469,108 @@ class Trace:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trace:
+        """The trace :meth:`to_dict` wrote.  Everything is checked before the trace is
+        built: a key missing or unknown, a wrong type, an index out of range (a thread,
+        vcpu or actor), times out of order, an invalid op or event in the workload —
+        each raises ValueError naming its path (``events[3][1]: got 7; allowed: ...``)."""
         from .config import Config
         from .edit import Step
         from .guest import Workload
+        if not isinstance(d, dict):
+            raise ValueError(f"trace: got {type(d).__name__} {d!r:.80}; allowed: a JSON "
+                             f"object as written by Trace.to_json()")
         if d.get("format") != FORMAT:
-            raise ValueError(f"format must be {FORMAT!r}, got {d.get('format')!r}")
+            raise ValueError(f"format: got {d.get('format')!r}; allowed: {FORMAT!r}")
         if d.get("version") != VERSION:
-            raise ValueError(f"version must be {VERSION}, got {d.get('version')!r}")
-        return cls(config=Config.from_dict(d["config"]),
-                   workload=Workload.from_dict(d["workload"]),
-                   events=[Event(*e) for e in d["events"]],
-                   steps=[(t, Step(a, i, n)) for t, a, i, n in d["steps"]],
-                   end=d["end"], source=d["source"], budget=tuple(d["budget"]),
-                   meta=d.get("meta", {}))
+            raise ValueError(f"version: got {d.get('version')!r}; allowed: {VERSION}")
+        keys = ("format", "version", "source", "config", "workload", "end", "budget",
+                "meta", "steps", "events")
+        missing = [k for k in keys if k not in d and k != "meta"]
+        if missing:
+            raise ValueError(f"{missing[0]}: missing; allowed: a trace has the keys "
+                             f"{list(keys)}")
+        bad = sorted(map(repr, set(d) - set(keys)))
+        if bad:
+            raise ValueError(f"trace: got unknown key(s) {', '.join(bad)}; allowed: "
+                             f"{list(keys)}")
+        source = d["source"]
+        if source not in ("simulate", "explore"):
+            raise ValueError(f"source: got {source!r}; allowed: 'simulate' or 'explore'")
+        config = Config.from_dict(d["config"])
+        workload = Workload.from_dict(d["workload"])
+        workload.check(config)
+        end = d["end"]
+        if not _json_int(end) or end < 0:
+            raise ValueError(f"end: got {end!r}; allowed: an integer >= 0")
+        budget = d["budget"]
+        if (not isinstance(budget, list) or len(budget) != 5
+                or not all(_json_int(b) and b >= 0 for b in budget)):
+            raise ValueError(f"budget: got {budget!r:.80}; allowed: a list of 5 integers "
+                             f">= 0")
+        meta = d.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta: got {meta!r:.80}; allowed: a JSON object")
+        n_thr, n_vcpu = config.threads_per_core, config.vcpus
+        steps = []
+        last = 0
+        for j, row in enumerate(_json_list("steps", d["steps"])):
+            where = f"steps[{j}]"
+            if not isinstance(row, list) or len(row) != 4:
+                raise ValueError(f"{where}: got {row!r:.80}; allowed: [time, actor, "
+                                 f"index, name]")
+            t, actor, i, name = row
+            _check_time(f"{where}[0]", t, last, end)
+            last = t
+            hi = _ACTOR_INDEX.get(actor) if isinstance(actor, str) else None
+            if hi is None:
+                raise ValueError(f"{where}[1]: got {actor!r}; allowed: one of "
+                                 f"{sorted(_ACTOR_INDEX)}")
+            top = n_thr if hi == "threads" else n_vcpu if hi == "vcpus" else None
+            if not _json_int(i) or (top is not None and not 0 <= i < top) or (
+                    top is None and not -1 <= i <= _MAX_ACTOR_INDEX):
+                allowed = f"0 to {top - 1}" if top is not None else \
+                    f"-1 to {_MAX_ACTOR_INDEX}"
+                raise ValueError(f"{where}[2]: got {i!r}; allowed: an index of a {actor} "
+                                 f"from {allowed}")
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{where}[3]: got {name!r}; allowed: a step name")
+            steps.append((t, Step(actor, i, name)))
+        events = []
+        last = 0
+        for j, row in enumerate(_json_list("events", d["events"])):
+            where = f"events[{j}]"
+            if not isinstance(row, list) or len(row) != len(Event._fields):
+                raise ValueError(f"{where}: got {row!r:.80}; allowed: "
+                                 f"[{', '.join(Event._fields)}]")
+            t, thr, v, kind, detail, arg = row
+            _check_time(f"{where}[0]", t, last, end)
+            last = t
+            if not _json_int(thr) or not -1 <= thr < n_thr:
+                raise ValueError(f"{where}[1]: got {thr!r}; allowed: a thread from -1 to "
+                                 f"{n_thr - 1}")
+            if not _json_int(v) or not -1 <= v < n_vcpu:
+                raise ValueError(f"{where}[2]: got {v!r}; allowed: a vcpu from -1 to "
+                                 f"{n_vcpu - 1}")
+            for k, x in ((3, kind), (4, detail)):
+                if not isinstance(x, str):
+                    raise ValueError(f"{where}[{k}]: got {x!r:.80}; allowed: a string")
+            if not _json_int(arg):
+                raise ValueError(f"{where}[5]: got {arg!r}; allowed: an integer")
+            events.append(Event(t, thr, v, kind, detail, arg))
+        return cls(config=config, workload=workload, events=events, steps=steps, end=end,
+                   source=source, budget=tuple(budget), meta=meta)
 
     @classmethod
-    def from_json(cls, text: str) -> Trace:
-        return cls.from_dict(json.loads(text))
+    def from_json(cls, text: str | bytes) -> Trace:
+        """The trace :meth:`to_json` wrote (checked as :meth:`from_dict` says)."""
+        if not isinstance(text, str | bytes | bytearray):
+            raise ValueError(f"text: got {type(text).__name__}; allowed: a JSON string")
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"text: not valid JSON ({exc}); allowed: the JSON that "
+                             f"Trace.to_json() writes") from None
+        return cls.from_dict(d)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Trace):
