@@ -176,10 +176,28 @@ class MetricsAccumulator:
     True
     """
 
-    __slots__ = ("_act", "_cause", "_config", "_exits", "_explore", "_host_ipis",
-                 "_ipis_napper", "_kicked", "_lat", "_last_kick", "_last_t", "_lost", "_naps",
-                 "_poll_ticks", "_polls", "_raised", "_sleeps", "_split", "_vcpu_exits",
-                 "_wakeups")
+    __slots__ = (
+        "_act",
+        "_cause",
+        "_config",
+        "_exits",
+        "_explore",
+        "_host_ipis",
+        "_ipis_napper",
+        "_kicked",
+        "_last_kick",
+        "_last_t",
+        "_lat",
+        "_lost",
+        "_naps",
+        "_poll_ticks",
+        "_polls",
+        "_raised",
+        "_sleeps",
+        "_split",
+        "_vcpu_exits",
+        "_wakeups",
+    )
 
     def __init__(self, config: Config, *, explore: bool = False) -> None:
         n = config.vcpus
@@ -403,7 +421,6 @@ class Trace:
         cps = self._checkpoints
         base = min(k // self._EVERY, len(cps) - 1)
         s = cps[base]
-        m = self._model
         for j in range(base * self._EVERY, k):
             s, _ = self._apply(s, j)
             if (j + 1) % self._EVERY == 0 and (j + 1) // self._EVERY == len(cps):
