@@ -59,6 +59,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.textpath import TextToPath
 
+from .config import _is_int, is_number
 from .sim import thread_activity, vcpu_activity
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
@@ -369,6 +370,10 @@ def to_png(fig: Figure, dpi: float | None = None) -> bytes:
     """Render ``fig`` with an Agg canvas and return PNG bytes (fast zlib level).
 
     Works for any figure, headless, without touching pyplot or the current backend."""
+    if not isinstance(fig, Figure):
+        raise ValueError(f"fig: got {type(fig).__name__}; allowed: a matplotlib Figure")
+    if dpi is not None and (not is_number(dpi) or not 10 <= dpi <= 600):
+        raise ValueError(f"dpi: got {dpi!r}; allowed: a number from 10 to 600, or None")
     if dpi is not None and dpi != fig.dpi:
         fig.set_dpi(dpi)
     canvas = fast_canvas(fig)
@@ -687,16 +692,47 @@ def _x_unit(tr: Trace) -> str:
     return "step" if tr.source == "explore" else "µs"
 
 
+# ---- argument checks (ValueError "name: got V; allowed: ...", before any drawing) ----------
+
+#: Figure widths (inches) the plots accept.
+WIDTH_RANGE = (1.0, 100.0)
+
+
+def _check_trace(trace: object) -> None:
+    from .trace import Trace as _Trace
+    if not isinstance(trace, _Trace):
+        raise ValueError(f"trace: got {type(trace).__name__}; allowed: a Trace")
+
+
+def _check_width(width: object) -> None:
+    lo, hi = WIDTH_RANGE
+    if not is_number(width) or not np.isfinite(width) or not lo <= width <= hi:
+        raise ValueError(f"width: got {width!r}; allowed: a number of inches from {lo:g} "
+                         f"to {hi:g}")
+
+
+def _check_index(name: str, v: object, n: int, what: str = "a step index") -> None:
+    if not _is_int(v) or not 0 <= v < n:
+        allowed = f"{what} from 0 to {n - 1}" if n else f"none ({what}: the trace is empty)"
+        raise ValueError(f"{name}: got {v!r}; allowed: {allowed} ({name} must be in "
+                         f"range)")
+
+
+def _check_bool(name: str, v: object) -> None:
+    if not isinstance(v, bool):
+        raise ValueError(f"{name}: got {v!r}; allowed: True or False")
+
+
 def step_window(trace: Trace, k: int, page_steps: int = 60) -> tuple[float, float]:
     """The timeline window (in ``timeline``'s x units) of the page of ``page_steps`` steps
     holding step ``k``: what a step player shows around the current step."""
+    _check_trace(trace)
+    if not _is_int(page_steps) or page_steps < 1:
+        raise ValueError(f"page_steps: got {page_steps!r}; allowed: an integer >= 1")
     n = len(trace.steps)
     if n == 0:
         return (0.0, max(1.0, _timeline_data(trace).end))
-    if not 0 <= k < n:
-        raise ValueError(f"k must be a step index from 0 to {n - 1}, got {k!r}")
-    if page_steps < 1:
-        raise ValueError(f"page_steps must be >= 1, got {page_steps!r}")
+    _check_index("k", k, n)
     d = _timeline_data(trace)
     p = k // page_steps
     a = d.step_x[p * page_steps]
@@ -738,22 +774,29 @@ def timeline(trace: Trace, start_us: float | None = None, end_us: float | None =
     Returns the figure: drawn into ``ax`` if one is given, else laid out (and resized)
     in ``fig`` if one is given, else in a new figure ``width`` inches wide.
     """
+    _check_trace(trace)
+    _check_width(width)
+    for name, v in (("start_us", start_us), ("end_us", end_us)):
+        if v is not None and (not is_number(v) or not np.isfinite(v)):
+            raise ValueError(f"{name}: got {v!r}; allowed: a finite number or None")
+    _check_bool("vcpus", vcpus)
+    if aggregate is not None:
+        _check_bool("aggregate", aggregate)
+    if legend not in (True, False, "all") or not isinstance(legend, bool | str):
+        raise ValueError(f"legend: got {legend!r}; allowed: True, False or 'all'")
+    if title is not None and not isinstance(title, str):
+        raise ValueError(f"title: got {title!r}; allowed: a string or None")
     d = _timeline_data(trace)
     a = 0.0 if start_us is None else float(start_us)
     b = d.end if end_us is None else float(end_us)
-    if start_us is not None and not np.isfinite(a):
-        raise ValueError(f"start_us must be a finite number, got {start_us!r}")
-    if end_us is not None and not np.isfinite(b):
-        raise ValueError(f"end_us must be a finite number, got {end_us!r}")
     if b <= a:
         if start_us is None and end_us is None:  # an empty trace: show one unit
             b = a + 1.0
         else:
             raise ValueError(f"end_us must be greater than start_us, got start_us={a!r}, "
                              f"end_us={b!r}")
-    if highlight_step is not None and not 0 <= highlight_step < len(trace.steps):
-        raise ValueError(f"highlight_step must be a step index from 0 to "
-                         f"{len(trace.steps) - 1}, got {highlight_step!r}")
+    if highlight_step is not None:
+        _check_index("highlight_step", highlight_step, len(trace.steps))
     rows = [d.host, *d.threads, *(d.vcpus if vcpus else ())]
     own = ax is None
     if own:
@@ -800,9 +843,12 @@ def redraw_timeline(ax: Axes, trace: Trace, start: float, end: float, *,
     """Redraw the window [start, end] of ``trace`` into ``ax``, an axes that
     :func:`timeline` drew before (keeping its layout and the figure's legend): what a
     widget does when its window moves."""
+    for name, v in (("start", start), ("end", end)):
+        if not is_number(v) or not np.isfinite(v):
+            raise ValueError(f"{name}: got {v!r}; allowed: a finite number")
     if not end > start:
-        raise ValueError(f"end must be greater than start, got start={start!r}, "
-                         f"end={end!r}")
+        raise ValueError(f"end: got {end!r} with start={start!r}; allowed: end > start "
+                         f"(end must be greater than start)")
     d = _timeline_data(trace)
     _clear_axes(ax)
     rows = [d.host, *d.threads, *(d.vcpus if vcpus else ())]
@@ -812,9 +858,7 @@ def redraw_timeline(ax: Axes, trace: Trace, start: float, end: float, *,
 
 def step_position(trace: Trace, k: int) -> float:
     """The x of step ``k`` (0-based) in :func:`timeline`'s units (µs, or steps)."""
-    if not 0 <= k < len(trace.steps):
-        raise ValueError(f"k must be a step index from 0 to {len(trace.steps) - 1}, "
-                         f"got {k!r}")
+    _check_index("k", k, len(trace.steps))
     return float(_timeline_data(trace).step_x[k])
 
 
@@ -827,6 +871,9 @@ def timeline_legend(trace: Trace, *, vcpus: bool = False, width: float = 10.0,
                     fig: Figure | None = None) -> Figure:
     """The legend of :func:`timeline` for everything ``trace`` holds, as a figure of its
     own (a player shows it once under timelines drawn with ``legend=False``)."""
+    _check_trace(trace)
+    _check_width(width)
+    _check_bool("vcpus", vcpus)
     handles = _trace_handles(_timeline_data(trace), vcpus)
     ncol = min(_LEGEND_COLS, max(1, len(handles)))
     rows = -(-len(handles) // ncol) if handles else 1
@@ -1389,10 +1436,11 @@ _NAP_STEP = "kvmppc_h_cede: save state, nap"
 def nap_moments(trace: Trace, vcpu: int | None = None, occurrence: int = 0) -> NapMoments:
     """Find the ``occurrence``-th nap (of ``vcpu``, or of any vcpu) in ``trace``, the
     wake-up that ended it and the next moment its guest code runs again."""
-    if occurrence < 0:
-        raise ValueError(f"occurrence must be >= 0, got {occurrence!r}")
-    if vcpu is not None and not 0 <= vcpu < trace.config.vcpus:
-        raise ValueError(f"vcpu must be from 0 to {trace.config.vcpus - 1}, got {vcpu!r}")
+    _check_trace(trace)
+    if not _is_int(occurrence) or occurrence < 0:
+        raise ValueError(f"occurrence: got {occurrence!r}; allowed: an integer >= 0")
+    if vcpu is not None:
+        _check_index("vcpu", vcpu, trace.config.vcpus, "a vcpu")
     seen = 0
     for k, (_t, st) in enumerate(trace.steps):
         if st.actor != "thread" or st.name != _NAP_STEP:

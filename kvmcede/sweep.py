@@ -343,14 +343,19 @@ def _run_chunk(workload_fn: WorkloadFn, duration_us: float, chunk: list[_Point],
     for p in chunk:
         try:
             wl = workload_fn(p.config, duration_us, seed=p.seed, **p.wparams)
-            tr = simulate(p.config, wl, until=duration_us)
+            if keep_traces:
+                tr = simulate(p.config, wl, until=duration_us)
+                m, trace_json = tr.metrics, tr.to_json()
+            else:  # metrics only: no events kept, memory flat however long the run
+                m, trace_json = simulate(p.config, wl, until=duration_us,
+                                         record="metrics"), None
         except Exception as e:
             with contextlib.suppress(AttributeError, TypeError):
                 setattr(e, _FAILED_POINT, p.index)
             raise
-        row = tr.metrics.summary()
-        row["steps"] = len(tr.steps)
-        out.append((row, tr.to_json() if keep_traces else None))
+        row = m.summary()
+        row["steps"] = m.steps
+        out.append((row, trace_json))
     return out
 
 
@@ -381,8 +386,9 @@ def metric_names() -> tuple[str, ...]:
     """The metric columns of a sweep row: the keys of ``Metrics.summary()`` and
     ``steps``.  (Computed from a one-microsecond simulation, so it always matches.)"""
     from .guest import Busy
-    tr = simulate(Config(threads_per_core=1, vcpus=1), Workload(((Busy(1.0),),)), until=1.0)
-    return (*tr.metrics.summary(), "steps")
+    m = simulate(Config(threads_per_core=1, vcpus=1), Workload(((Busy(1.0),),)), until=1.0,
+                 record="metrics")
+    return (*m.summary(), "steps")
 
 
 def _grids(grid: object) -> list[Mapping[str, Any]]:

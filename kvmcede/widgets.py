@@ -19,6 +19,7 @@ a message naming the problem.
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections import OrderedDict
 from functools import lru_cache
@@ -28,17 +29,49 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from . import plots
-from .config import ABLATIONS, BUGS, Config
-from .guest import random_workload
+from .config import ABLATIONS, BUGS, Config, _is_int, check_time_us, is_number
+from .guest import _check_random, random_workload
 from .model import Model
 from .sim import simulate
+from .trace import Trace
 
 if TYPE_CHECKING:
-    from .trace import Event, Metrics, Trace
+    from .trace import Event, Metrics
 
 __all__ = ["ComparisonDashboard", "ExplorerApp", "StepPlayer", "TimelineWidget"]
 
 _IMAGE_LAYOUT = {"max_width": "100%", "height": "auto"}
+
+#: Longest run the comparison dashboard re-simulates per slider move (1 s of machine
+#: time per policy: about a second of wall time at the busiest slider positions).
+DASHBOARD_MAX_DURATION_US = 1_000_000
+#: The dashboard's interrupt-rate slider: 0 to 10,000 per second per vcpu.
+DASHBOARD_MAX_INTERRUPT_RATE = 10_000
+
+
+# ---- constructor arguments: checked, never clamped -----------------------------------------
+
+def _check_int(name: str, v: object, lo: int, hi: int) -> int:
+    if not _is_int(v) or not lo <= v <= hi:
+        raise ValueError(f"{name}: got {v!r}; allowed: an integer from {lo:,} to {hi:,}")
+    return int(v)
+
+
+def _check_real(name: str, v: object, lo: float, hi: float) -> float:
+    if not is_number(v) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{name}: got {v!r}; allowed: a number from {lo:g} to {hi:g}")
+    return float(v)
+
+
+def _check_dpi(dpi: object) -> float:
+    return _check_real("dpi", dpi, 10, 600)
+
+
+def _check_trace(trace: object) -> Trace:
+    if not isinstance(trace, Trace):
+        raise ValueError(f"trace: got {type(trace).__name__}; allowed: a Trace (from "
+                         f"simulate(), or an explorer counterexample)")
+    return trace
 
 
 def _message_png(text: str, width: float = 8.0, dpi: float = 80) -> bytes:
@@ -122,11 +155,12 @@ class StepPlayer(W.VBox):
 
     def __init__(self, trace: Trace, *, start: int = 0, page_steps: int | None = None,
                  interval_ms: int = 700, dpi: float = 80) -> None:
-        n = len(trace.steps)
-        if not 0 <= start <= n:
-            raise ValueError(f"start must be a step count from 0 to {n}, got {start!r}")
-        if page_steps is not None and page_steps < 1:
-            raise ValueError(f"page_steps must be >= 1, got {page_steps!r}")
+        n = len(_check_trace(trace).steps)
+        start = _check_int("start", start, 0, n)
+        if page_steps is not None:
+            page_steps = _check_int("page_steps", page_steps, 1, 10**6)
+        interval_ms = _check_int("interval_ms", interval_ms, 10, 60_000)
+        dpi = _check_dpi(dpi)
         self.trace = trace
         self.dpi = dpi
         self._model = Model(trace.config, trace.workload)
@@ -274,8 +308,8 @@ def _simulate_pair(threads: int, vcpus: int, idle_fraction: float, rate: float,
     cfg = Config(threads_per_core=threads, vcpus=vcpus, seed=seed)
     wl = random_workload(cfg, duration_us, idle_fraction=idle_fraction, idle_us=idle_us,
                          interrupt_rate=rate, seed=seed)
-    host = simulate(cfg.replace(policy="host"), wl, until=duration_us).metrics
-    real = simulate(cfg, wl, until=duration_us).metrics
+    host = simulate(cfg.replace(policy="host"), wl, until=duration_us, record="metrics")
+    real = simulate(cfg, wl, until=duration_us, record="metrics")
     return host, real
 
 
@@ -295,14 +329,26 @@ class ComparisonDashboard(W.VBox):
                  interrupt_rate: float = 500.0, threads_per_core: int = 4,
                  duration_us: float = 10_000.0, idle_us: float = 1000.0, seed: int = 0,
                  dpi: float = 80) -> None:
-        if threads_per_core not in (1, 2, 4):
-            raise ValueError(f"threads_per_core must be 1, 2 or 4, got {threads_per_core!r}")
-        if not 1 <= vcpus <= threads_per_core:
-            raise ValueError(f"vcpus must be from 1 to threads_per_core "
-                             f"({threads_per_core}), got {vcpus!r}")
-        if not duration_us > 0 or not idle_us > 0:
-            raise ValueError(f"duration_us and idle_us must be > 0, got {duration_us!r} "
-                             f"and {idle_us!r}")
+        if not _is_int(threads_per_core) or threads_per_core not in (1, 2, 4):
+            raise ValueError(f"threads_per_core: got {threads_per_core!r}; allowed: the "
+                             f"integer 1, 2 or 4")
+        vcpus = _check_int("vcpus", vcpus, 1, threads_per_core)
+        idle_fraction = _check_real("idle_fraction", idle_fraction, 0.0, 1.0)
+        rate = _check_real("interrupt_rate", interrupt_rate, 0, DASHBOARD_MAX_INTERRUPT_RATE)
+        if rate != int(rate):
+            raise ValueError(f"interrupt_rate: got {interrupt_rate!r}; allowed: a whole "
+                             f"number from 0 to {DASHBOARD_MAX_INTERRUPT_RATE:,} (the "
+                             f"slider moves in whole interrupts per second)")
+        check_time_us("duration_us", duration_us, maximum=DASHBOARD_MAX_DURATION_US)
+        check_time_us("idle_us", idle_us)
+        seed = _check_int("seed", seed, 0, 2**31 - 1)
+        dpi = _check_dpi(dpi)
+        # The busiest position any slider can reach must be a workload that can be built
+        # (every vcpu idle and nearly always so, the most interrupts): checked now, so
+        # that no slider position ever fails later.
+        _check_random(Config(), duration_us, idle_fraction=1 - 1e-9, idle_us=idle_us,
+                      interrupt_rate=DASHBOARD_MAX_INTERRUPT_RATE, idle_vcpus=None,
+                      seed=seed)
         self.duration_us = float(duration_us)
         self.idle_us = float(idle_us)
         style = {"description_width": "150px"}
@@ -313,7 +359,8 @@ class ComparisonDashboard(W.VBox):
         self.vcpus = W.IntSlider(value=vcpus, min=1, max=threads_per_core,
                                  description="vcpus", continuous_update=False, style=style,
                                  layout=wide)
-        self.interrupt_rate = W.IntSlider(value=int(interrupt_rate), min=0, max=10_000,
+        self.interrupt_rate = W.IntSlider(value=int(rate), min=0,
+                                          max=DASHBOARD_MAX_INTERRUPT_RATE,
                                           step=250, description="interrupts/s per vcpu",
                                           continuous_update=False, style=style, layout=wide)
         self.smt = W.ToggleButtons(options=[("SMT1", 1), ("SMT2", 2), ("SMT4", 4)],
@@ -399,13 +446,18 @@ class TimelineWidget(W.VBox):
 
     def __init__(self, trace: Trace, *, width_us: float | None = None, vcpus: bool = False,
                  dpi: float = 80) -> None:
-        self.trace = trace
+        self.trace = _check_trace(trace)
         self._end = max(plots.timeline_end(trace), 1.0)
         unit = "steps" if trace.source == "explore" else "µs"
         if width_us is None:
             width_us = min(self._end, 50.0 if unit == "µs" else self._end)
-        if not width_us > 0:
-            raise ValueError(f"width_us must be > 0, got {width_us!r}")
+        width_us = _check_real("width_us", width_us, 0.0, self._end)
+        if width_us == 0:
+            raise ValueError(f"width_us: got {width_us!r}; allowed: a number > 0 and <= "
+                             f"the trace's length ({self._end:g} {unit})")
+        if not isinstance(vcpus, bool):
+            raise ValueError(f"vcpus: got {vcpus!r}; allowed: True or False")
+        dpi = _check_dpi(dpi)
         widths = sorted({w for w in (5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000,
                                      10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
                                      1_000_000) if w < self._end} | {self._end,
