@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvmcede import Config, random_workload, simulate  # noqa: E402
+from kvmcede import Config, random_workload, simulate
 
 MB = 1024 * 1024
 

@@ -322,7 +322,9 @@ class Config:
             if _is_int(v) and type(v) is not int:
                 object.__setattr__(self, name, int(v))
         if (isinstance(self.costs, CostModel) and self.timebase_hz != TIMEBASE_HZ
-                and _is_int(self.timebase_hz) and self.costs == CostModel()):
+                and _is_int(self.timebase_hz)
+                and TIMEBASE_RANGE[0] <= self.timebase_hz <= TIMEBASE_RANGE[1]
+                and self.costs == CostModel()):
             # The default costs are durations (microseconds) written in 512 MHz ticks:
             # at another timebase they are the same durations in its ticks, so guest
             # time stays right.  Costs given explicitly are taken as they are.

@@ -454,8 +454,16 @@ class Trace:
         """Replay step ``j`` in ``s``; a step the model cannot take there (a trace read
         from a file that was edited) is a ValueError naming it, not a KeyError."""
         t, st = self.steps[j]
+        m = self._model
+        if self.__dict__.get("_from_json") and st.actor != "world" and \
+                st not in m.enabled(s, False):
+            # Read from a file: each step must be one the model can take (the simulator
+            # and the explorer only ever take such steps, so their traces skip this).
+            raise ValueError(f"steps[{j}]: got {list(st)}; allowed: a step the model can "
+                             f"take in the state after step {j}: "
+                             f"{[list(e) for e in m.enabled(s, False)]}")
         try:
-            return self._model.apply(s, st, self._now(t))
+            return m.apply(s, st, self._now(t))
         except (KeyError, IndexError, AttributeError, TypeError) as exc:
             raise ValueError(f"steps[{j}]: got {list(st)}; allowed: a step the model can "
                              f"take in the state after step {j} (replay failed: "
@@ -574,8 +582,10 @@ class Trace:
             if not _json_int(arg):
                 raise ValueError(f"{where}[5]: got {arg!r}; allowed: an integer")
             events.append(Event(t, thr, v, kind, detail, arg))
-        return cls(config=config, workload=workload, events=events, steps=steps, end=end,
-                   source=source, budget=tuple(budget), meta=meta)
+        tr = cls(config=config, workload=workload, events=events, steps=steps, end=end,
+                 source=source, budget=tuple(budget), meta=meta)
+        tr._from_json = True  # replay checks each step (Trace._apply)
+        return tr
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Trace:
