@@ -341,7 +341,8 @@ class Config:
                              f"or 4")
         if not _is_int(self.vcpus) or not 1 <= self.vcpus <= tpc:
             raise ValueError(f"vcpus: got {self.vcpus!r}; allowed: an integer from 1 to "
-                             f"threads_per_core ({tpc})")
+                             f"threads_per_core ({tpc}) (vcpus must be at most the threads "
+                             f"of the core)")
         if not isinstance(self.policy, str) or self.policy not in POLICIES:
             raise ValueError(f"policy: got {self.policy!r}; allowed: one of {POLICIES}")
         if not isinstance(self.cpu, str) or self.cpu not in CPUS:

@@ -208,8 +208,8 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
     >>> from kvmcede import Config, Workload, Busy, Idle, simulate
     >>> wl = Workload(((Busy(50),), (Idle(20),), (Idle(None),), (Idle(None),)))
     >>> tr = simulate(Config(), wl, until=100)
-    >>> tr.metrics.whole_core_exits
-    0
+    >>> tr.metrics.exits_by_reason  # vcpu 0, done at 50 us, is the last one to cede
+    {'H_CEDE': 1}
     >>> simulate(Config(), wl, until=100, record="metrics") == tr.metrics
     True
     """
