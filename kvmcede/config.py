@@ -499,6 +499,9 @@ def _costs_at(hz: int) -> CostModel:
     scaled = {}
     for f in fields(base):
         v = getattr(base, f.name)
+        if f.name.startswith("halt_poll"):
+            scaled[f.name] = v  # module parameters in nanoseconds and factors, not ticks
+            continue
         # A cost never rounds away to 0 (a free step would change which step runs first).
         scaled[f.name] = max(1, round(v * hz / TIMEBASE_HZ)) if v else 0
     return CostModel(**scaled)

@@ -176,28 +176,10 @@ class MetricsAccumulator:
     True
     """
 
-    __slots__ = (
-        "_act",
-        "_cause",
-        "_config",
-        "_exits",
-        "_explore",
-        "_host_ipis",
-        "_ipis_napper",
-        "_kicked",
-        "_last_kick",
-        "_last_t",
-        "_lat",
-        "_lost",
-        "_naps",
-        "_poll_ticks",
-        "_polls",
-        "_raised",
-        "_sleeps",
-        "_split",
-        "_vcpu_exits",
-        "_wakeups",
-    )
+    __slots__ = ("_act", "_cause", "_config", "_exits", "_explore", "_host_ipis",
+                 "_ipis_napper", "_kicked", "_last_kick", "_last_t", "_lat", "_lost", "_naps",
+                 "_poll_ticks", "_polls", "_raised", "_sleeps", "_split", "_vcpu_exits",
+                 "_wakeups")
 
     def __init__(self, config: Config, *, explore: bool = False) -> None:
         n = config.vcpus

@@ -40,6 +40,7 @@ from kvmcede import (
     random_workload,
     simulate,
 )
+from kvmcede.config import CPUS
 
 _HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much]
 
@@ -89,7 +90,7 @@ FIELDS = {
     "threads_per_core": _mostly(st.sampled_from([1, 2, 4]), JUNK, 7),
     "vcpus": _mostly(st.integers(1, 4), JUNK, 7),
     "policy": _mostly(st.sampled_from(["realmode", "host"]), JUNK, 7),
-    "cpu": _mostly(st.sampled_from(["POWER7", "PPC970"]), JUNK, 7),
+    "cpu": _mostly(st.sampled_from(CPUS), JUNK, 7),
     "changes": _mostly(st.frozensets(NAMES, max_size=2), JUNK, 7),
     "ablations": _mostly(st.frozensets(NAMES, max_size=2), JUNK, 7),
     "memory": _mostly(st.sampled_from(["sc", "store_buffer"]), JUNK, 7),
