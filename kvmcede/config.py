@@ -104,18 +104,30 @@ def is_number(v: object) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
+def show(v: object, limit: int = 60) -> str:
+    """``repr(v)`` for an error message, cut short if it is long (a 400-digit int)."""
+    r = repr(v)
+    return r if len(r) <= limit else f"{r[:limit - 15]}...({len(r)} chars)"
+
+
+def is_finite(v: object) -> bool:
+    """A finite real number (ints of any size are finite; no float conversion)."""
+    if not is_number(v):
+        return False
+    return True if isinstance(v, numbers.Integral) else math.isfinite(v)
+
+
 def check_time_us(where: str, v: object, *, positive: bool = True, allow_none: bool = False,
                   maximum: float = MAX_TIME_US) -> None:
     """Raise ``ValueError("where: got V; allowed: ...")`` unless ``v`` is a finite number of
     microseconds in (0, maximum] (``positive``) or [0, maximum], or None if allowed."""
     if v is None and allow_none:
         return
-    ok = is_number(v) and math.isfinite(v) and (v > 0 if positive else v >= 0) \
-        and v <= maximum
+    ok = is_finite(v) and (v > 0 if positive else v >= 0) and v <= maximum
     if not ok:
         lo = "0 < t" if positive else "0 <= t"
         extra = ", or None" if allow_none else ""
-        raise ValueError(f"{where}: got {v!r}; allowed: a finite number of microseconds "
+        raise ValueError(f"{where}: got {show(v)}; allowed: a finite number of microseconds "
                          f"{lo} <= {maximum:g}{extra}")
 
 
@@ -256,7 +268,7 @@ class CostModel:
             v = getattr(self, f.name)
             lo = 1 if f.name == "host_tick" else 0
             if not _is_int(v) or not lo <= v <= MAX_COST_TICKS:
-                raise ValueError(f"costs.{f.name}: got {v!r}; allowed: a non-negative "
+                raise ValueError(f"costs.{f.name}: got {show(v)}; allowed: a non-negative "
                                  f"integer number of timebase ticks from {lo} to 2**62")
 
     def replace(self, **changes: int) -> CostModel:
@@ -315,7 +327,7 @@ class Config:
                 try:
                     object.__setattr__(self, name, frozenset(v))
                 except TypeError:
-                    raise ValueError(f"{name}: got {v!r}; allowed: a collection of "
+                    raise ValueError(f"{name}: got {show(v)}; allowed: a collection of "
                                      f"names") from None
         for name in ("threads_per_core", "vcpus", "timebase_hz", "seed"):
             v = getattr(self, name)  # numpy integers (a sweep grid) become plain ints
@@ -337,16 +349,16 @@ class Config:
         effect names both fields."""
         tpc = self.threads_per_core
         if not _is_int(tpc) or tpc not in (1, 2, 4):
-            raise ValueError(f"threads_per_core: got {tpc!r}; allowed: the integer 1, 2 "
+            raise ValueError(f"threads_per_core: got {show(tpc)}; allowed: the integer 1, 2 "
                              f"or 4")
         if not _is_int(self.vcpus) or not 1 <= self.vcpus <= tpc:
-            raise ValueError(f"vcpus: got {self.vcpus!r}; allowed: an integer from 1 to "
+            raise ValueError(f"vcpus: got {show(self.vcpus)}; allowed: an integer from 1 to "
                              f"threads_per_core ({tpc}) (vcpus must be at most the threads "
                              f"of the core)")
         if not isinstance(self.policy, str) or self.policy not in POLICIES:
-            raise ValueError(f"policy: got {self.policy!r}; allowed: one of {POLICIES}")
+            raise ValueError(f"policy: got {show(self.policy)}; allowed: one of {POLICIES}")
         if not isinstance(self.cpu, str) or self.cpu not in CPUS:
-            raise ValueError(f"cpu: got {self.cpu!r}; allowed: one of {CPUS}")
+            raise ValueError(f"cpu: got {show(self.cpu)}; allowed: one of {CPUS}")
         if self.cpu == "PPC970" and tpc != 1:
             raise ValueError(f"threads_per_core: got {tpc} with cpu 'PPC970'; allowed: 1 "
                              f"(no SMT in HV KVM on PPC970)")
@@ -359,14 +371,14 @@ class Config:
             raise ValueError(f"ablations: got unknown name(s) {', '.join(bad)}; allowed: "
                              f"{sorted(ABLATIONS)}")
         if not isinstance(self.memory, str) or self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory: got {self.memory!r}; allowed: one of {MEMORY_MODES}")
+            raise ValueError(f"memory: got {show(self.memory)}; allowed: one of {MEMORY_MODES}")
         if self.cpu == "POWER9":
             if self.policy != "realmode":
-                raise ValueError(f"policy: got {self.policy!r} with cpu 'POWER9'; allowed: "
+                raise ValueError(f"policy: got {show(self.policy)} with cpu 'POWER9'; allowed: "
                                  f"'realmode' (the default; the P9 path handles H_CEDE its "
                                  f"own way)")
             if self.memory != "sc":
-                raise ValueError(f"memory: got {self.memory!r} with cpu 'POWER9'; allowed: "
+                raise ValueError(f"memory: got {show(self.memory)} with cpu 'POWER9'; allowed: "
                                  f"'sc' (store buffers are modelled for the POWER7 protocol)")
             bad = sorted(set(self.ablations) - P9_ABLATIONS)
             if bad:
@@ -379,10 +391,10 @@ class Config:
         self.costs.validate()
         lo, hi = TIMEBASE_RANGE
         if not _is_int(self.timebase_hz) or not lo <= self.timebase_hz <= hi:
-            raise ValueError(f"timebase_hz: got {self.timebase_hz!r}; allowed: an integer "
+            raise ValueError(f"timebase_hz: got {show(self.timebase_hz)}; allowed: an integer "
                              f"number of Hz from {lo:,} to {hi:,} (POWER7: {TIMEBASE_HZ:,})")
         if not _is_int(self.seed):
-            raise ValueError(f"seed: got {self.seed!r}; allowed: an integer")
+            raise ValueError(f"seed: got {show(self.seed)}; allowed: an integer")
         # Combinations that would silently have no effect.
         if self.ablations and self.policy == "host":
             raise ValueError(f"ablations: got {sorted(self.ablations)} with policy 'host'; "
@@ -410,10 +422,10 @@ class Config:
         Other fields as keyword arguments."""
         if not isinstance(version, str) or not all(p.isdigit() for p in version.split(".")):
             raise ValueError(f"version must be a kernel version such as '3.4' or '4.10', "
-                             f"got {version!r}")
+                             f"got {show(version)}")
         if _version(version) < _version(BASE_KERNEL):
             raise ValueError(f"version must be {BASE_KERNEL} or later (the model starts "
-                             f"from Linux {BASE_KERNEL}), got {version!r}")
+                             f"from Linux {BASE_KERNEL}), got {show(version)}")
         if "changes" in fields_:
             raise ValueError("changes: give either a kernel version or changes, not both")
         wanted = frozenset(c for c, (v, _, _) in CHANGES.items()

@@ -36,6 +36,7 @@ from .config import (
     _is_int,
     check_time_us,
     is_number,
+    show,
 )
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
@@ -148,7 +149,7 @@ def _as_tuple(where: str, x: object) -> tuple:
 def _check_vcpu(where: str, v: object, n: int, all_: bool = False) -> None:
     if not _is_int(v) or not 0 <= v < n:
         extra = ", or -1 (all)" if all_ else ""
-        raise ValueError(f"{where}: got {v!r}; allowed: a vcpu id (integer) from 0 to "
+        raise ValueError(f"{where}: got {show(v)}; allowed: a vcpu id (integer) from 0 to "
                          f"{n - 1}{extra}")
 
 
@@ -304,7 +305,7 @@ def _from_fields(where: str, o: object, tag: str, kinds: dict[str, type]):
     o = dict(o)
     name = o.pop(tag, None)
     if not isinstance(name, str) or name not in kinds:
-        raise ValueError(f"{where}.{tag}: got {name!r}; allowed: one of {list(kinds)}")
+        raise ValueError(f"{where}.{tag}: got {show(name)}; allowed: one of {list(kinds)}")
     cls = kinds[name]
     allowed = list(cls.__slots__)
     bad = sorted(map(repr, set(o) - set(allowed)))
@@ -385,13 +386,14 @@ def _check_random(config: Config, duration_us: float, *, idle_fraction: float,
     check_time_us("idle_us", idle_us)
     f = idle_fraction
     if not is_number(f) or not 0.0 <= f <= 1.0:
-        raise ValueError(f"idle_fraction: got {f!r}; allowed: a number from 0 to 1")
+        raise ValueError(f"idle_fraction: got {show(f)}; allowed: a number from 0 to 1")
     r = interrupt_rate
-    if not is_number(r) or not 0.0 <= r < float("inf"):
-        raise ValueError(f"interrupt_rate: got {r!r}; allowed: a finite number >= 0 of "
-                         f"interrupts per second per vcpu")
+    if not is_number(r) or not 0.0 <= r <= 1e9:
+        raise ValueError(f"interrupt_rate: got {show(r)}; allowed: a number of interrupts "
+                         f"per second per vcpu from 0 to 1e9 (and at most "
+                         f"{MAX_EXPECTED_EVENTS:,} expected in the whole workload)")
     if seed is not None and not _is_int(seed):
-        raise ValueError(f"seed: got {seed!r}; allowed: an integer or None")
+        raise ValueError(f"seed: got {show(seed)}; allowed: an integer or None")
     n = config.vcpus
     idle = set(range(n)) if idle_vcpus is None else None
     if idle is None:
@@ -403,7 +405,7 @@ def _check_random(config: Config, duration_us: float, *, idle_fraction: float,
     interrupts = r * duration_us / 1e6 * n
     if interrupts > MAX_EXPECTED_EVENTS:
         raise ValueError(
-            f"interrupt_rate: got {r!r} with duration_us={duration_us!r} and {n} vcpus, "
+            f"interrupt_rate: got {show(r)} with duration_us={duration_us!r} and {n} vcpus, "
             f"about {interrupts:.3g} interrupts; allowed: at most {MAX_EXPECTED_EVENTS:,} "
             f"expected interrupts (rate <= {MAX_EXPECTED_EVENTS / (duration_us / 1e6 * n):.4g}"
             f" per second per vcpu for this duration)")
@@ -415,7 +417,7 @@ def _check_random(config: Config, duration_us: float, *, idle_fraction: float,
         periods = 2 * len(idle) * duration_us / cycle
     if interrupts + periods > MAX_EXPECTED_EVENTS:
         raise ValueError(
-            f"idle_us: got {idle_us!r} with duration_us={duration_us!r}, "
+            f"idle_us: got {show(idle_us)} with duration_us={duration_us!r}, "
             f"idle_fraction={f!r} and {len(idle)} idle vcpu(s), about "
             f"{interrupts + periods:.3g} idle periods, busy bursts and interrupts; allowed: "
             f"at most {MAX_EXPECTED_EVENTS:,} (longer idle periods or a shorter duration)")

@@ -59,7 +59,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.textpath import TextToPath
 
-from .config import _is_int, is_number
+from .config import _is_int, is_finite, is_number
+from .config import show as _v
 from .sim import thread_activity, vcpu_activity
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
@@ -373,7 +374,7 @@ def to_png(fig: Figure, dpi: float | None = None) -> bytes:
     if not isinstance(fig, Figure):
         raise ValueError(f"fig: got {type(fig).__name__}; allowed: a matplotlib Figure")
     if dpi is not None and (not is_number(dpi) or not 10 <= dpi <= 600):
-        raise ValueError(f"dpi: got {dpi!r}; allowed: a number from 10 to 600, or None")
+        raise ValueError(f"dpi: got {_v(dpi)}; allowed: a number from 10 to 600, or None")
     if dpi is not None and dpi != fig.dpi:
         fig.set_dpi(dpi)
     canvas = fast_canvas(fig)
@@ -706,21 +707,21 @@ def _check_trace(trace: object) -> None:
 
 def _check_width(width: object) -> None:
     lo, hi = WIDTH_RANGE
-    if not is_number(width) or not np.isfinite(width) or not lo <= width <= hi:
-        raise ValueError(f"width: got {width!r}; allowed: a number of inches from {lo:g} "
+    if not is_finite(width) or not lo <= width <= hi:
+        raise ValueError(f"width: got {_v(width)}; allowed: a number of inches from {lo:g} "
                          f"to {hi:g}")
 
 
 def _check_index(name: str, v: object, n: int, what: str = "a step index") -> None:
     if not _is_int(v) or not 0 <= v < n:
         allowed = f"{what} from 0 to {n - 1}" if n else f"none ({what}: the trace is empty)"
-        raise ValueError(f"{name}: got {v!r}; allowed: {allowed} ({name} must be in "
+        raise ValueError(f"{name}: got {_v(v)}; allowed: {allowed} ({name} must be in "
                          f"range)")
 
 
 def _check_bool(name: str, v: object) -> None:
     if not isinstance(v, bool):
-        raise ValueError(f"{name}: got {v!r}; allowed: True or False")
+        raise ValueError(f"{name}: got {_v(v)}; allowed: True or False")
 
 
 def step_window(trace: Trace, k: int, page_steps: int = 60) -> tuple[float, float]:
@@ -728,7 +729,7 @@ def step_window(trace: Trace, k: int, page_steps: int = 60) -> tuple[float, floa
     holding step ``k``: what a step player shows around the current step."""
     _check_trace(trace)
     if not _is_int(page_steps) or page_steps < 1:
-        raise ValueError(f"page_steps: got {page_steps!r}; allowed: an integer >= 1")
+        raise ValueError(f"page_steps: got {_v(page_steps)}; allowed: an integer >= 1")
     n = len(trace.steps)
     if n == 0:
         return (0.0, max(1.0, _timeline_data(trace).end))
@@ -777,15 +778,15 @@ def timeline(trace: Trace, start_us: float | None = None, end_us: float | None =
     _check_trace(trace)
     _check_width(width)
     for name, v in (("start_us", start_us), ("end_us", end_us)):
-        if v is not None and (not is_number(v) or not np.isfinite(v)):
-            raise ValueError(f"{name}: got {v!r}; allowed: a finite number or None")
+        if v is not None and not is_finite(v):
+            raise ValueError(f"{name}: got {_v(v)}; allowed: a finite number or None")
     _check_bool("vcpus", vcpus)
     if aggregate is not None:
         _check_bool("aggregate", aggregate)
     if legend not in (True, False, "all") or not isinstance(legend, bool | str):
-        raise ValueError(f"legend: got {legend!r}; allowed: True, False or 'all'")
+        raise ValueError(f"legend: got {_v(legend)}; allowed: True, False or 'all'")
     if title is not None and not isinstance(title, str):
-        raise ValueError(f"title: got {title!r}; allowed: a string or None")
+        raise ValueError(f"title: got {_v(title)}; allowed: a string or None")
     d = _timeline_data(trace)
     a = 0.0 if start_us is None else float(start_us)
     b = d.end if end_us is None else float(end_us)
@@ -844,10 +845,10 @@ def redraw_timeline(ax: Axes, trace: Trace, start: float, end: float, *,
     :func:`timeline` drew before (keeping its layout and the figure's legend): what a
     widget does when its window moves."""
     for name, v in (("start", start), ("end", end)):
-        if not is_number(v) or not np.isfinite(v):
-            raise ValueError(f"{name}: got {v!r}; allowed: a finite number")
+        if not is_finite(v):
+            raise ValueError(f"{name}: got {_v(v)}; allowed: a finite number")
     if not end > start:
-        raise ValueError(f"end: got {end!r} with start={start!r}; allowed: end > start "
+        raise ValueError(f"end: got {_v(end)} with start={start!r}; allowed: end > start "
                          f"(end must be greater than start)")
     d = _timeline_data(trace)
     _clear_axes(ax)
@@ -1438,7 +1439,7 @@ def nap_moments(trace: Trace, vcpu: int | None = None, occurrence: int = 0) -> N
     wake-up that ended it and the next moment its guest code runs again."""
     _check_trace(trace)
     if not _is_int(occurrence) or occurrence < 0:
-        raise ValueError(f"occurrence: got {occurrence!r}; allowed: an integer >= 0")
+        raise ValueError(f"occurrence: got {_v(occurrence)}; allowed: an integer >= 0")
     if vcpu is not None:
         _check_index("vcpu", vcpu, trace.config.vcpus, "a vcpu")
     seen = 0

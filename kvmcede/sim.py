@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import threading
 
-from .config import MAX_STEPS, MAX_UNTIL_US, Config, _is_int, check_time_us
+from .config import MAX_STEPS, MAX_UNTIL_US, Config, _is_int, check_time_us, show
 from .edit import Step, _new
 from .guest import Interrupt, Mmio, RemoteProd, Workload
 from .host import all_idle
@@ -219,12 +219,12 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
         raise ValueError(f"workload: got {type(workload).__name__}; allowed: a Workload")
     check_time_us("until", until, maximum=MAX_UNTIL_US)
     if not isinstance(record, str) or record not in RECORD_MODES:
-        raise ValueError(f"record: got {record!r}; allowed: one of {RECORD_MODES}")
+        raise ValueError(f"record: got {show(record)}; allowed: one of {RECORD_MODES}")
     if not _is_int(max_steps) or not 1 <= max_steps <= 10**10:
-        raise ValueError(f"max_steps: got {max_steps!r}; allowed: an integer from 1 to "
+        raise ValueError(f"max_steps: got {show(max_steps)}; allowed: an integer from 1 to "
                          f"10**10")
     if not isinstance(check_invariants, bool):
-        raise ValueError(f"check_invariants: got {check_invariants!r}; allowed: True or "
+        raise ValueError(f"check_invariants: got {show(check_invariants)}; allowed: True or "
                          f"False")
     with _CyclicGCPaused():  # Model() checks the config and the workload before the run
         return _run(config, workload, until, check_invariants, record == "metrics",
@@ -368,7 +368,7 @@ def _run(config: Config, workload: Workload, until: float, check_invariants: boo
             same_time += 1
             if same_time > _MAX_STEPS_AT_ONE_TIME:
                 raise ValueError(
-                    f"costs: got {config.costs!r}; the run took {same_time:,} steps "
+                    f"costs: got {show(config.costs)}; the run took {same_time:,} steps "
                     f"without time advancing at {config.us(now):,.3f} us (step "
                     f"{best.label()}); allowed: costs that make every loop of the "
                     f"protocol take time (at least one tick)")

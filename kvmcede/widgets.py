@@ -19,7 +19,6 @@ a message naming the problem.
 from __future__ import annotations
 
 import html
-import math
 import time
 from collections import OrderedDict
 from functools import lru_cache
@@ -29,7 +28,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 
 from . import plots
-from .config import ABLATIONS, BUGS, Config, _is_int, check_time_us, is_number
+from .config import ABLATIONS, BUGS, Config, _is_int, check_time_us, is_finite, show
 from .guest import _check_random, random_workload
 from .model import Model
 from .sim import simulate
@@ -53,13 +52,13 @@ DASHBOARD_MAX_INTERRUPT_RATE = 10_000
 
 def _check_int(name: str, v: object, lo: int, hi: int) -> int:
     if not _is_int(v) or not lo <= v <= hi:
-        raise ValueError(f"{name}: got {v!r}; allowed: an integer from {lo:,} to {hi:,}")
+        raise ValueError(f"{name}: got {show(v)}; allowed: an integer from {lo:,} to {hi:,}")
     return int(v)
 
 
 def _check_real(name: str, v: object, lo: float, hi: float) -> float:
-    if not is_number(v) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{name}: got {v!r}; allowed: a number from {lo:g} to {hi:g}")
+    if not is_finite(v) or not lo <= v <= hi:
+        raise ValueError(f"{name}: got {show(v)}; allowed: a number from {lo:g} to {hi:g}")
     return float(v)
 
 
@@ -207,7 +206,7 @@ class StepPlayer(W.VBox):
         """Show the state after ``k`` steps."""
         n = len(self.trace.steps)
         if not 0 <= k <= n:
-            raise ValueError(f"k must be a step count from 0 to {n}, got {k!r}")
+            raise ValueError(f"k must be a step count from 0 to {n}, got {show(k)}")
         if k == self.slider.value:
             self._render(k)
         else:
@@ -330,13 +329,13 @@ class ComparisonDashboard(W.VBox):
                  duration_us: float = 10_000.0, idle_us: float = 1000.0, seed: int = 0,
                  dpi: float = 80) -> None:
         if not _is_int(threads_per_core) or threads_per_core not in (1, 2, 4):
-            raise ValueError(f"threads_per_core: got {threads_per_core!r}; allowed: the "
+            raise ValueError(f"threads_per_core: got {show(threads_per_core)}; allowed: the "
                              f"integer 1, 2 or 4")
         vcpus = _check_int("vcpus", vcpus, 1, threads_per_core)
         idle_fraction = _check_real("idle_fraction", idle_fraction, 0.0, 1.0)
         rate = _check_real("interrupt_rate", interrupt_rate, 0, DASHBOARD_MAX_INTERRUPT_RATE)
         if rate != int(rate):
-            raise ValueError(f"interrupt_rate: got {interrupt_rate!r}; allowed: a whole "
+            raise ValueError(f"interrupt_rate: got {show(interrupt_rate)}; allowed: a whole "
                              f"number from 0 to {DASHBOARD_MAX_INTERRUPT_RATE:,} (the "
                              f"slider moves in whole interrupts per second)")
         check_time_us("duration_us", duration_us, maximum=DASHBOARD_MAX_DURATION_US)
@@ -453,10 +452,10 @@ class TimelineWidget(W.VBox):
             width_us = min(self._end, 50.0 if unit == "µs" else self._end)
         width_us = _check_real("width_us", width_us, 0.0, self._end)
         if width_us == 0:
-            raise ValueError(f"width_us: got {width_us!r}; allowed: a number > 0 and <= "
+            raise ValueError(f"width_us: got {show(width_us)}; allowed: a number > 0 and <= "
                              f"the trace's length ({self._end:g} {unit})")
         if not isinstance(vcpus, bool):
-            raise ValueError(f"vcpus: got {vcpus!r}; allowed: True or False")
+            raise ValueError(f"vcpus: got {show(vcpus)}; allowed: True or False")
         dpi = _check_dpi(dpi)
         widths = sorted({w for w in (5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000,
                                      10_000, 20_000, 50_000, 100_000, 200_000, 500_000,

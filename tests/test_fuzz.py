@@ -79,7 +79,8 @@ def _mostly(good, bad, tenths: int = 8):
 NUMBERS = st.one_of(
     st.integers(-10, 10), st.integers(-(2**80), 2**80),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0, 1, 2, 4, 0.5, 1.0, -1, 1e300, -1e300, 3.5e299, 2**62, 10**30]),
+    st.sampled_from([0, 1, 2, 4, 0.5, 1.0, -1, 1e300, -1e300, 3.5e299, 2**62, 10**30, 10**400,
+                     -(10**400)]),
 )
 JUNK = st.one_of(
     NUMBERS, st.none(), st.booleans(), st.text(max_size=6),
