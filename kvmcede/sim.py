@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import Literal, overload
 
 from .config import MAX_STEPS, MAX_UNTIL_US, Config, _is_int, check_time_us, show
 from .edit import Step, _new
@@ -187,6 +188,14 @@ class _Clock:
         return self.fixed[name]
 
 
+@overload
+def simulate(config: Config, workload: Workload, until: float = ..., *,
+             check_invariants: bool = ..., record: Literal["trace"] = ...,
+             max_steps: int = ...) -> Trace: ...
+@overload
+def simulate(config: Config, workload: Workload, until: float = ..., *,
+             check_invariants: bool = ..., record: Literal["metrics"],
+             max_steps: int = ...) -> Metrics: ...
 def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
              check_invariants: bool = False, record: str = "trace",
              max_steps: int = MAX_STEPS) -> Trace | Metrics:
