@@ -166,6 +166,30 @@ def _us(x: float) -> int:
     return round(x * TIMEBASE_HZ / 1_000_000)
 
 
+def _known_fields(cls):
+    """Make an unknown keyword argument of the dataclass ``cls`` a ValueError naming it and
+    the allowed fields (the generated ``__init__`` raises a bare TypeError)."""
+    init = cls.__init__
+    names = [f.name for f in fields(cls)]
+    prefix = "costs." if cls.__name__ == "CostModel" else ""
+
+    def __init__(self, *args, **kwargs):
+        bad = sorted(set(kwargs) - set(names))
+        if bad:
+            raise ValueError(f"{prefix}{bad[0]}: unknown field of {cls.__name__}; allowed: "
+                             f"{names}")
+        if len(args) > len(names):
+            raise ValueError(f"{cls.__name__}: got {len(args)} positional arguments; "
+                             f"allowed: at most {len(names)} ({names})")
+        init(self, *args, **kwargs)
+
+    __init__.__doc__ = init.__doc__
+    __init__.__wrapped__ = init
+    cls.__init__ = __init__
+    return cls
+
+
+@_known_fields
 @dataclass(frozen=True, slots=True)
 class CostModel:
     """Cost of each step, in timebase ticks: the time from the moment a step can run to
@@ -276,6 +300,7 @@ class CostModel:
         return replace(self, **changes)
 
 
+@_known_fields
 @dataclass(frozen=True, slots=True)
 class Config:
     """One machine and one variant of the protocol.

@@ -317,6 +317,9 @@ def test_trace_from_json_refuses_a_negative_busy():
 
 @pytest.mark.parametrize(("make", "field"), [
     (lambda: CostModel(realmode_step=2**70), "costs.realmode_step"),
+    (lambda: Config(bogus=1), "bogus"),
+    (lambda: Config().replace(vcpu=2), "vcpu"),
+    (lambda: CostModel(nap=1), "costs.nap"),
     (lambda: CostModel(host_tick=0), "costs.host_tick"),
     (lambda: Config(policy=["realmode"]), "policy"),
     (lambda: Config(ablations=[1, "no_nv_save"]), "ablations"),
