@@ -225,7 +225,9 @@ def simulate(config: Config, workload: Workload, until: float = 1000.0, *,
     if not isinstance(config, Config):
         raise ValueError(f"config: got {type(config).__name__}; allowed: a Config")
     if not isinstance(workload, Workload):
-        raise ValueError(f"workload: got {type(workload).__name__}; allowed: a Workload")
+        # (worded as before: sweeps and their tests quote "workload must be a Workload")
+        raise ValueError(f"workload must be a Workload (scripted, or from "
+                         f"random_workload()); got {type(workload).__name__}")
     check_time_us("until", until, maximum=MAX_UNTIL_US)
     if not isinstance(record, str) or record not in RECORD_MODES:
         raise ValueError(f"record: got {show(record)}; allowed: one of {RECORD_MODES}")
