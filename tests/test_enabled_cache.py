@@ -25,7 +25,10 @@ def _simulated_states() -> list[tuple[Model, list]]:
     runs = [(sc.config, sc.workload, sc.until_us) for sc in SCENARIOS.values()]
     for policy in ("realmode", "host"):
         for memory in ("sc", "store_buffer"):
-            cfg = Config(policy=policy, memory=memory, ablations={"no_cede_sync"})
+            # no_cede_sync has an effect only in real mode with store buffers.
+            abl = ({"no_cede_sync"} if (policy, memory) == ("realmode", "store_buffer")
+                   else frozenset())
+            cfg = Config(policy=policy, memory=memory, ablations=abl)
             runs.append((cfg, random_workload(cfg, 3000, idle_fraction=0.5, idle_us=200,
                                               interrupt_rate=5000, seed=3), 3000))
     for cfg, wl, until in runs:
