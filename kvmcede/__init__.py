@@ -31,7 +31,7 @@ from .invariants import INVARIANTS, check_state, check_step
 from .model import Model, Step
 from .sim import InvariantViolation, simulate, thread_activity, vcpu_activity
 from .state import Machine
-from .sweep import SerialExecutor, SweepResult, sweep
+from .sweep import SerialExecutor, SweepError, SweepResult, sweep
 from .trace import Event, Metrics, Trace
 
 __version__ = "0.1.0"
@@ -64,6 +64,7 @@ __all__ = [
     "RemoteProd",
     "Signal",
     "Step",
+    "SweepError",
     "SweepResult",
     "Trace",
     "Violation",

@@ -441,6 +441,9 @@ def _add_run(sub, scen_names: list[str], scen_err: str) -> None:
                    help="check the invariants of reference section 10 after every step; "
                         "exit 1 on the first violation (slower)")
     o = p.add_argument_group("output")
+    o.add_argument("--metrics-only", action="store_true",
+                   help="keep no events, only the metrics (memory stays flat however long "
+                        "the run; not with --events, --json, --perfetto or --png)")
     o.add_argument("--events", action="store_true",
                    help="print the kernel events step by step (time in us, hardware "
                         "thread, vcpu, kernel function or label, detail) before the metrics")
@@ -629,8 +632,19 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             workload = random_workload(config, until, seed=seed, **wl_args)
             header = ("random workload: " + ", ".join(f"{k}={v:g}" for k, v in wl_args.items())
                       + f", seed={seed}")
-        trace = simulate(config, workload, until=until,
-                         check_invariants=args.check_invariants)
+        if args.metrics_only:
+            clash = [f for f, v in (("--events", args.events), ("--json", args.json),
+                                    ("--perfetto", args.perfetto), ("--png", args.png)) if v]
+            if clash:
+                return _error(args, f"--metrics-only keeps no events, so it cannot go with "
+                                    f"{', '.join(clash)}", EXIT_USAGE)
+            metrics = simulate(config, workload, until=until, record="metrics",
+                               check_invariants=args.check_invariants)
+            trace = None
+        else:
+            trace = simulate(config, workload, until=until,
+                             check_invariants=args.check_invariants)
+            metrics = trace.metrics
     except InvariantViolation as e:
         print(f"{args._parser.prog}: invariant violated: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -639,14 +653,20 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
     print(header, file=out)
     print(f"config: {_config_summary(config)}", file=out)
-    print(f"simulated {trace.us(trace.end):,.1f} us: {len(trace.steps)} steps, "
-          f"{len(trace.events)} events" + (", invariants checked after every step"
-                                           if args.check_invariants else ""), file=out)
+    checked = ", invariants checked after every step" if args.check_invariants else ""
+    if trace is None:
+        print(f"simulated {metrics.duration_us:,.1f} us: {metrics.steps} steps (metrics "
+              f"only, no events kept){checked}", file=out)
+    else:
+        print(f"simulated {trace.us(trace.end):,.1f} us: {len(trace.steps)} steps, "
+              f"{len(trace.events)} events{checked}", file=out)
     if args.events:
         print("", file=out)
         _print_events(trace, out)
     print("", file=out)
-    print(trace.metrics.table(), file=out)
+    print(metrics.table(), file=out)
+    if trace is None:
+        return EXIT_OK
 
     outputs = [(flag, path, write, what) for flag, path, write, what in (
         ("--json", args.json, lambda p: _write_text(p, trace.to_json()), "trace JSON"),

@@ -143,8 +143,8 @@ ACTIVITY_LABELS: dict[str, str] = {
     "cede": "real-mode cede / wake code",
     "entry": "guest entry",
     "exiting": "exiting the guest",
-    "offline": "offline (secondary_nap)",
-    "host": "host kernel (thread 0)",
+    "offline": "offline, idle in the host (POWER7: secondary_nap)",
+    "host": "host kernel (POWER7: thread 0, the runner)",
     "ceded": "vcpu ceded in the host",
     "out": "vcpu out with work",
     "userspace": "vcpu in the host for its own exit",
@@ -1700,7 +1700,7 @@ class ComparisonArtists:
         self.ipi_labels = ([label(ax, x - w / 2) for x in xs],
                            [label(ax, x + w / 2) for x in xs])
         legend_below(ax, [Patch(facecolor="#222222", label="to napping threads (exit path)"),
-                          Patch(facecolor="#999999", label="host kicks to thread 0")])
+                          Patch(facecolor="#999999", label="host kick IPIs (POWER7: to thread 0)")])
         # 3. lost guest time
         ax = panel(2, "guest time lost to other\nvcpus' idleness")
         self.lost_bars = bars(ax, xs, [POLICY_COLOURS[p] for p in _POLICIES])
@@ -1888,11 +1888,11 @@ def explorer_result(result: Any, *, fig: Figure | None = None) -> Figure:
     head.set_xlim(0, 1)
     head.set_ylim(0, 1)
     finished = getattr(result, "finished", True)
-    # An unfinished run stopped either at max_states or (stop_at_first) at a violation.
-    at_limit = result.states >= getattr(result, "max_states", result.states)
-    stop = "the state limit" if at_limit else "the first violation"
+    # What stopped an unfinished run: the explorer says (state or time limit, Ctrl-C, or
+    # the first violation with stop_at_first).
+    stop = result.stop_reason() if hasattr(result, "stop_reason") else "stopped early"
     stats = (f"{result.states:,} states, {result.transitions:,} transitions explored in "
-             f"{result.seconds:.1f} s" + ("" if finished else f" (stopped at {stop}: not "
+             f"{result.seconds:.1f} s" + ("" if finished else f" ({stop}: not "
                                                               "exhaustive)"))
     if v is None:
         verdict = ("✓ every property holds in every reachable state" if finished

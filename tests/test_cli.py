@@ -536,3 +536,13 @@ def test_the_documented_explorer_limits_are_the_explorer_s():
     text = LIMITS["explore"]
     assert f"{MAX_STATES_LIMIT:,}" in text and f"{MAX_SECONDS_LIMIT:g}" in text
     assert f"0 .. {MAX_BUDGET}" in text
+
+
+def test_run_metrics_only_keeps_no_events_and_prints_the_same_metrics(capsys):
+    rc, out, _ = _run(capsys, "run", *SHORT, "--metrics-only")
+    assert rc == 0 and "metrics only, no events kept" in out
+    rc, full, _ = _run(capsys, "run", *SHORT)
+    assert rc == 0
+    assert out.split("\n\n", 1)[1] == full.split("\n\n", 1)[1]  # the same metrics table
+    rc, _, err = _run(capsys, "run", *SHORT, "--metrics-only", "--events")
+    assert rc == 2 and "--metrics-only" in err and "--events" in err

@@ -157,7 +157,8 @@ def test_timeline_legend_names_activities_and_markers(trace):
     fig = plots.timeline(trace)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     for want in ("guest code: vcpu 0", "napping (H_CEDE)", "exiting the guest",
-                 "offline (secondary_nap)", "host kernel (thread 0)", "H_CEDE",
+                 "offline, idle in the host (POWER7: secondary_nap)",
+                 "host kernel (POWER7: thread 0, the runner)", "H_CEDE",
                  "IPI (exit path)", "IPI (from the host)", "HDEC poke / host tick",
                  "external raised", "delivered at 0x500", "delivered at 0x900"):
         assert want in labels
