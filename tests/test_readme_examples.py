@@ -80,3 +80,10 @@ def test_readme_python_example_runs(block, tmp_path):
     assert p.stdout.strip()
     if "kvmcede.explore(" in block:  # called like kvmcede.simulate, with its verdict
         assert "VIOLATED" in p.stdout
+
+
+def test_the_readme_lists_every_later_kernel_change():
+    from kvmcede.config import CHANGES
+    for change, (version, _title, _what) in CHANGES.items():
+        assert f"| `{change}` | {version} |" in README, change
+    assert 'cpu="POWER9"' in README
