@@ -170,7 +170,7 @@ def _known_fields(cls):
     """Make an unknown keyword argument of the dataclass ``cls`` a ValueError naming it and
     the allowed fields (the generated ``__init__`` raises a bare TypeError)."""
     init = cls.__init__
-    names = [f.name for f in fields(cls)]
+    names = [f.name for f in fields(cls) if f.init]
     prefix = "costs." if cls.__name__ == "CostModel" else ""
 
     def __init__(self, *args, **kwargs):
@@ -340,6 +340,9 @@ class Config:
     costs: CostModel = field(default_factory=CostModel)
     timebase_hz: int = TIMEBASE_HZ
     seed: int = 0
+    #: :attr:`bugs`, derived once (the model asks for it on every cede and prod).
+    _bugs: frozenset[str] = field(init=False, repr=False, compare=False,
+                                  default=frozenset())
 
     def __post_init__(self) -> None:
         # Accept any iterable of names for changes/ablations (lists from a widget or JSON).
@@ -367,6 +370,8 @@ class Config:
             # time stays right.  Costs given explicitly are taken as they are.
             object.__setattr__(self, "costs", _costs_at(self.timebase_hz))
         self.validate()
+        object.__setattr__(self, "_bugs", frozenset() if self.cpu == "POWER9" else frozenset(
+            b for b, (fix, _) in BUGS.items() if fix not in self.changes))
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field, the value and what is allowed
@@ -462,9 +467,7 @@ class Config:
         """The shipped bugs (:data:`BUGS`) this configuration still has: those whose fix
         is not in :attr:`changes`.  Always empty on ``cpu="POWER9"``: the P9 path (4.20)
         came after both fixes."""
-        if self.cpu == "POWER9":
-            return frozenset()
-        return frozenset(b for b, (fix, _) in BUGS.items() if fix not in self.changes)
+        return self._bugs
 
     @property
     def kernel(self) -> str:
@@ -512,7 +515,7 @@ class Config:
             raise ValueError("bugs: no longer a field; the bugs that shipped are on by "
                              "default and a fix is switched on by naming its commit in "
                              f"'changes' (allowed: {sorted(CHANGES)})")
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.init]
         bad = sorted(map(repr, set(d) - set(names)))
         if bad:
             raise ValueError(f"config: got unknown key(s) {', '.join(bad)}; allowed: "
