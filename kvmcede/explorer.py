@@ -54,7 +54,8 @@ renumbers the vcpus in the order of a signature made of everything the state say
 each of them; two vcpus with equal signatures are referenced nowhere and have equal
 records, so swapping them leaves the state unchanged: the representative is unique.
 
-*Secondary threads* (sequentially consistent memory, bugs off, SMT4): threads
+*Secondary threads* (sequentially consistent memory, SMT4, and the shipped bugs fixed
+or inert — both act only on a prod, so without any prod to come they cannot): threads
 1 .. L-1, L the number of runnable vcpus, may be moved among themselves together with
 what names them (the vcpus they run keep their records, their ptids and
 ``napping_threads`` bits follow).  Every real-mode step treats the secondaries alike
@@ -100,8 +101,8 @@ can start it again), so no actor is postponed forever.  The states and transitio
 counted are those of the reduced graph, and counterexamples are the shortest *in it*: a
 step or two longer than the shortest of the full graph where a private step that the
 violation does not need is taken on the way.  Use it to prove larger configurations:
-three vcpus on SMT4 with :func:`default_workload` and one DEC expiry, 80,857 states
-instead of 203,350 (a few seconds); three idle vcpus, 3,296 instead of 8,249.
+three vcpus on SMT4 with :func:`default_workload` and one DEC expiry, 73,902 states
+instead of 184,699 (a few seconds); three idle vcpus, 3,296 instead of 8,249.
 """
 
 from __future__ import annotations
@@ -1371,8 +1372,8 @@ def explore(config: Config, workload: Workload | None = None, *, interrupts: int
 
     The cost is that of the model's steps: roughly 10,000-20,000 states per second.  Two
     vcpus with one or two environment events take under a second; three vcpus on SMT4
-    with :func:`default_workload` and one DEC expiry take about 15 s (203,350 states), or
-    about 5 s with ``reduction=True`` (80,857 states); four such vcpus reach 1.3 million
+    with :func:`default_workload` and one DEC expiry take about 12 s (184,699 states), or
+    about 5 s with ``reduction=True`` (73,902 states); four such vcpus reach 1.3 million
     states even reduced (a minute or two), and more events many millions (use
     ``max_states``).
 
