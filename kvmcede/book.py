@@ -166,3 +166,45 @@ def check(name: str, answer: object) -> bool:
     verdict = "Right" if ok else f"Not quite: you said {answer!r}"
     print(f"{verdict}. The model gives {expected!r}. {ex.why}")
     return ok
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def scenario_numbers(name: str) -> str:
+    """The "Numbers." sentence of scenario ``name`` in the book's scenario catalogue,
+    computed by running it (a test checks that the catalogue says exactly this)."""
+    from .scenarios import scenario
+    from .sim import simulate
+
+    sc = scenario(name)
+    m = simulate(sc.config, sc.workload, until=sc.until_us, record="metrics")
+    parts = []
+    if m.whole_core_exits:
+        why = ", ".join(f"{r} {n}" if n > 1 else r for r, n in m.exits_by_reason.items())
+        parts.append(_count(m.whole_core_exits, "whole-core exit") + f" ({why})")
+    else:
+        parts.append("no whole-core exit")
+    vcpu_exits = getattr(m, "vcpu_exits", 0)
+    if vcpu_exits:
+        parts.append(_count(vcpu_exits, "single-vcpu exit"))
+    for n, one, many in ((m.ipis_to_nappers, "IPI to a napping thread",
+                          "IPIs to napping threads"),
+                         (m.host_ipis, "host IPI", None), (m.naps, "nap", None),
+                         (m.vcore_sleeps, "vcore sleep", None),
+                         (m.host_wakeups, "host wake-up", None)):
+        if n:
+            parts.append(_count(n, one, many))
+    polls = getattr(m, "polls_succeeded", 0) + getattr(m, "polls_failed", 0)
+    if polls:
+        parts.append(f"{m.polls_succeeded} successful and {m.polls_failed} failed halt polls")
+    for kind, d in sorted(m.latency.items()):
+        if d["count"]:
+            parts.append(f"{kind} delivery latency {d['mean']:.1f} µs (mean of "
+                         f"{d['count']:.0f})")
+    if m.lost_guest_us >= 0.05:
+        parts.append(f"{m.lost_guest_us:.1f} µs of guest time lost to idleness")
+    policy = "" if sc.config.policy == "realmode" else f", policy {sc.config.policy}"
+    return (f"{sc.until_us:,g} µs of {sc.config.kernel}{policy}: " + "; ".join(parts)
+            + ".")
