@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .edit import PRODDER, Edit
 from .host import kick
+from .p9 import kvmppc_fast_vcpu_kick_hv
 from .state import (
     BOOK3S_IRQPRIO_DECREMENTER,
     BOOK3S_IRQPRIO_EXTERNAL,
@@ -40,13 +41,24 @@ def timer_fires(s: Machine, v: int) -> bool:
     return u.timer_running and u.dec == DEC_NEGATIVE
 
 
+def vcpu_kick(e: Edit, v: int, why: str) -> None:
+    """Kick vcpu ``v`` as this configuration's kernel does: ``kvm_vcpu_kick`` (3.4,
+    :func:`kvmcede.host.kick`), or on the POWER9 path ``kvmppc_fast_vcpu_kick_hv``
+    (:func:`kvmcede.p9.kvmppc_fast_vcpu_kick_hv`).  The interrupt sources below are the
+    same code on both; only the kick differs."""
+    if e.m.config.cpu == "POWER9":
+        kvmppc_fast_vcpu_kick_hv(e, v, why)
+    else:
+        kick(e, v, why)
+
+
 def kvmppc_decrementer_func(e: Edit, v: int) -> None:
     """The DEC hrtimer of a vcpu ceded in the host fires: queue a DEC exception and
     ``kvm_vcpu_kick`` the vcpu."""
     u = e.vcpus[v]
     e.vcpu(v, timer_running=False, pending_exceptions=u.pending_exceptions | _DEC)
     e.event("kvmppc_decrementer_func", -1, v, "dec_timer fired: queue DEC")
-    kick(e, v, "decrementer")
+    vcpu_kick(e, v, "decrementer")
 
 
 # ---- the environment ------------------------------------------------------------------------
@@ -65,7 +77,7 @@ def kvm_interrupt(e: Edit, v: int) -> None:
     e.vcpu(v, pending_exceptions=u.pending_exceptions | _EXT, raised=u.raised | _EXT)
     e.event("KVM_INTERRUPT", -1, v, "device interrupt: queue EXTERNAL", 0x500)
     e.event("raise", -1, v, "external", 0x500)
-    kick(e, v, "KVM_INTERRUPT")
+    vcpu_kick(e, v, "KVM_INTERRUPT")
 
 
 def remote_prod(e: Edit, v: int) -> None:
@@ -86,7 +98,7 @@ def remote_prod_mb(e: Edit, v: int) -> None:
                 "no kick (hprod_wakes_caller)")
     elif ceded:
         e.event("H_PROD", -1, v, "smp_mb; target ceded: kick it")
-        kick(e, v, "H_PROD")
+        vcpu_kick(e, v, "H_PROD")
     else:
         e.event("H_PROD", -1, v, "smp_mb; target not ceded: nothing more to do")
 

@@ -62,8 +62,8 @@ class Model:
         self._task_step = p9.task_step if p9_path else task_step
         self._task_shared = p9.TASK_READS_SHARED if p9_path else TASK_READS_SHARED
         self._task_steps = p9.TASK_STEPS if p9_path else TASK_STEPS
-        self._timer_fn = p9.kvmppc_decrementer_func if p9_path else kvmppc_decrementer_func
-        self._prodder_fn = p9.remote_prod_mb if p9_path else remote_prod_mb
+        self._timer_fn = kvmppc_decrementer_func
+        self._prodder_fn = remote_prod_mb
         self._world = {**WORLD_STEPS, **{n: (f, WORLD_STEPS[n][1])
                                          for n, f in p9.WORLD_STEPS.items()}
                        } if p9_path else WORLD_STEPS

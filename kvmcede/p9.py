@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .edit import PRODDER, Edit
+from .edit import Edit
 from .guest import GUEST_STEPS, guest_step, h_confer, h_prod, mmio_access, resume_guest
 from .host import EINTR, deliver_interrupts, handle_exit, set_timer
 from .realmode import TRAP_EXTERNAL, TRAP_HDEC, TRAP_SYSCALL, exit_reason
@@ -481,36 +481,10 @@ def thread_function(loc: str, name: str) -> Callable[[Edit, int], None]:
 
 
 # ============================================================================================
-# Interrupt sources whose reaction differs on the P9 path (the kick, the per-thread HDEC)
+# Interrupt sources whose reaction differs on the P9 path (the per-thread HDEC, signals);
+# the DEC timer, KVM_INTERRUPT and the remote H_PROD are kvmcede.interrupts' own, whose
+# vcpu_kick picks kvmppc_fast_vcpu_kick_hv here
 # ============================================================================================
-
-def kvmppc_decrementer_func(e: Edit, v: int) -> None:
-    """The DEC hrtimer of a ceded vcpu fires: queue a DEC exception and kick the vcpu."""
-    u = e.vcpus[v]
-    e.vcpu(v, timer_running=False, pending_exceptions=u.pending_exceptions | _DEC)
-    e.event("kvmppc_decrementer_func", -1, v, "dec_timer fired: queue DEC")
-    kvmppc_fast_vcpu_kick_hv(e, v, "decrementer")
-
-
-def kvm_interrupt(e: Edit, v: int) -> None:
-    """Userspace's ``KVM_INTERRUPT``: queue an external interrupt and kick the vcpu."""
-    u = e.vcpus[v]
-    e.vcpu(v, pending_exceptions=u.pending_exceptions | _EXT, raised=u.raised | _EXT)
-    e.event("KVM_INTERRUPT", -1, v, "device interrupt: queue EXTERNAL", 0x500)
-    e.event("raise", -1, v, "external", 0x500)
-    kvmppc_fast_vcpu_kick_hv(e, v, "KVM_INTERRUPT")
-
-
-def remote_prod_mb(e: Edit, v: int) -> None:
-    """A remote H_PROD after its ``smp_mb``: kick the target if it is ceded."""
-    ceded = e.load(PRODDER, "ceded", v)
-    e.prodder = ("", -1)
-    if ceded:
-        e.event("H_PROD", -1, v, "smp_mb; target ceded: kick it")
-        kvmppc_fast_vcpu_kick_hv(e, v, "H_PROD")
-    else:
-        e.event("H_PROD", -1, v, "smp_mb; target not ceded: nothing more to do")
-
 
 def host_tick(e: Edit, v: int) -> None:
     """The host's timer tick: HDEC is per thread on POWER9, so every thread in the guest
@@ -538,7 +512,6 @@ def signal(e: Edit, v: int) -> None:
 #: World steps whose reaction differs on the P9 path, by name (as in
 #: :data:`kvmcede.interrupts.WORLD_STEPS`, whose budgets they keep).
 WORLD_STEPS: dict[str, Callable[[Edit, int], None]] = {
-    "KVM_INTERRUPT": kvm_interrupt,
     "hdec": host_tick,
     "signal": signal,
 }
