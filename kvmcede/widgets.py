@@ -37,7 +37,8 @@ from .trace import Trace
 if TYPE_CHECKING:
     from .trace import Event, Metrics
 
-__all__ = ["ComparisonDashboard", "ExplorerApp", "StepPlayer", "TimelineWidget"]
+__all__ = ["ComparisonDashboard", "ExitRaceWindow", "ExplorerApp", "NapSaveRestore",
+           "ReentryDelivery", "StepPlayer", "TimelineWidget"]
 
 _IMAGE_LAYOUT = {"max_width": "100%", "height": "auto"}
 
@@ -172,11 +173,14 @@ class StepPlayer(W.VBox):
                                   continuous_update=True, layout=W.Layout(width="55%"))
         W.link((self.play, "value"), (self.slider, "value"))
         buttons = []
-        for label, tip, fn in (("⏮", "initial state", lambda k: 0),
-                               ("◀", "previous step", lambda k: k - 1),
-                               ("▶", "next step", lambda k: k + 1),
-                               ("⏭", "last step", lambda k: n)):
-            b = W.Button(description=label, tooltip=tip, layout=W.Layout(width="38px"))
+        # FontAwesome icons (shipped with JupyterLab), not Unicode glyphs, which render as
+        # empty boxes where the font lacks them.
+        for icon, tip, fn in (("step-backward", "initial state", lambda k: 0),
+                              ("chevron-left", "previous step", lambda k: k - 1),
+                              ("chevron-right", "next step", lambda k: k + 1),
+                              ("step-forward", "last step", lambda k: n)):
+            b = W.Button(description="", icon=icon, tooltip=tip,
+                         layout=W.Layout(width="38px"))
             b.on_click(lambda _b, fn=fn: self.show(max(0, min(n, fn(self.slider.value)))))
             buttons.append(b)
         self.buttons = buttons
@@ -677,3 +681,133 @@ class ExplorerApp(W.VBox):
                               f"{v.depth} steps — step through it below")
         self.player = StepPlayer(v.trace, start=len(v.trace.steps))
         self.player_box.children = (self.player,)
+
+
+# =============================================================================================
+# The three walk-throughs: nap save/restore (ch03), the exit race (ch06), re-entry (ch05)
+# =============================================================================================
+
+class _FigureApp(W.VBox):
+    """Controls over one figure of :mod:`kvmcede.plots`: every change redraws it with
+    the same call the book makes for its static figure; what the figure says in words
+    goes to ``status``.  A setting the model rejects is shown as a message."""
+
+    def __init__(self, controls: list[Any], dpi: float) -> None:
+        self.dpi = _check_dpi(dpi)
+        self.status = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(**_IMAGE_LAYOUT))
+        super().__init__([W.HBox(controls, layout=W.Layout(flex_flow="row wrap")),
+                          self.status, self.image])
+        for c in controls:
+            c.observe(lambda _c: self.update(), names="value")
+
+    def _figure(self, fig: Figure) -> str:  # draws into fig, returns the status line
+        raise NotImplementedError
+
+    def update(self) -> None:
+        """Redraw for the current settings."""
+        try:
+            fig = Figure(dpi=self.dpi)
+            status = self._figure(fig)
+        except ValueError as exc:
+            self.status.value = (f"<span style='color:#AA3300'>⚠ cannot draw this setting: "
+                                 f"{html.escape(str(exc))}</span>")
+            self.image.value = _message_png(f"No figure: {exc}")
+            return
+        self.image.value = plots.to_png(fig)
+        self.status.value = status
+
+
+def _checkbox(value: bool, description: str) -> W.Checkbox:
+    if not isinstance(value, bool):
+        raise ValueError(f"{description}: got {show(value)}; allowed: True or False")
+    return W.Checkbox(value=value, description=description, indent=False,
+                      layout=W.Layout(width="auto", margin="0 18px 0 0"))
+
+
+class NapSaveRestore(_FigureApp):
+    """Chapter 3's registers across one nap (:func:`kvmcede.plots.nap_save_restore`),
+    with the save switched on or off (ablation ``no_nv_save``) and the burst before the
+    cede kept or dropped.  The step player can show a counterexample but not the two
+    runs side by side; here one click removes the save and shows the corruption, a
+    second shows when it goes unnoticed."""
+
+    def __init__(self, *, save: bool = True, compute_before_cede: bool = True,
+                 dpi: float = 80) -> None:
+        self.save = _checkbox(save, "kvmppc_h_cede saves r14–r31 and FPRs")
+        self.compute = _checkbox(compute_before_cede, "vcpu 1 computes before it cedes")
+        super().__init__([self.save, self.compute], dpi)
+        self.update()
+
+    def _figure(self, fig: Figure) -> str:
+        plots.nap_save_restore(save=self.save.value,
+                               compute_before_cede=self.compute.value, fig=fig)
+        bad = any(s.startswith("✗") for s in plots.figure_strings(fig))
+        if bad:
+            return ("<b style='color:#AA0000'>✗ the guest resumes with stale registers"
+                    "</b> (ablation <code>no_nv_save</code>)")
+        luck = "" if self.save.value else " — by luck: nothing was written since the last save"
+        return f"<b style='color:#117733'>✓ the guest finds the registers it wrote</b>{luck}"
+
+
+class ExitRaceWindow(_FigureApp):
+    """Chapter 6's race between a cede and an exit (:func:`kvmcede.plots.exit_race_window`):
+    a slider moves B's exit against C's cede across the window, half a real-mode step at
+    a time, and the ablations ``no_ipi_on_exit`` and ``no_exit_recheck`` remove either
+    half of the pair.  ``outcome`` is the key of the outcome shown
+    (:data:`kvmcede.plots.RACE_OUTCOMES`)."""
+
+    def __init__(self, offset_us: float = 0.15, *, no_ipi_on_exit: bool = False,
+                 no_exit_recheck: bool = False, dpi: float = 80) -> None:
+        offs = plots.RACE_OFFSETS_US
+        offset_us = _check_real("offset_us", offset_us, offs[0], offs[-1])
+        self.offset = W.FloatSlider(value=offset_us, min=offs[0], max=offs[-1], step=0.05,
+                                    description="B's exit − C's cede (µs)",
+                                    readout_format="+.2f", continuous_update=False,
+                                    style={"description_width": "170px"},
+                                    layout=W.Layout(width="520px"))
+        self.ipi = _checkbox(not no_ipi_on_exit, "IPI to nappers on exit")
+        self.recheck = _checkbox(not no_exit_recheck, "re-check of the exit count")
+        self.outcome = ""
+        super().__init__([self.offset, self.ipi, self.recheck], dpi)
+        self.update()
+
+    def _figure(self, fig: Figure) -> str:
+        kw = {"no_ipi_on_exit": not self.ipi.value,
+              "no_exit_recheck": not self.recheck.value}
+        plots.exit_race_window(self.offset.value, fig=fig, **kw)
+        r = plots.exit_race(self.offset.value, [a for a, on in kw.items() if on])
+        self.outcome = r.outcome
+        colour = "#AA0000" if r.outcome == "lost" else "#117733"
+        took = ("the core never leaves the guest" if r.exit_us is None
+                else f"whole-core exit {r.exit_us:.1f} µs")
+        return (f"<b style='color:{colour}'>{html.escape(r.label)}</b> · {took}")
+
+
+class ReentryDelivery(_FigureApp):
+    """Chapter 5's ``kvmppc_cede_reentry`` (:func:`kvmcede.plots.reentry_delivery`):
+    choose what is pending when a woken vcpu re-enters (DEC expired, an external
+    interrupt, MSR[EE], an interrupt the host already injected) and see what the real
+    step function synthesizes, whether it sets LPCR_MER, which of its lines ran, and the
+    order in which the guest then takes its interrupts.  ``result`` is the
+    :class:`kvmcede.plots.Reentry` shown."""
+
+    def __init__(self, *, dec_expired: bool = True, external: bool = False,
+                 msr_ee: bool = True, injected: bool = False, dpi: float = 80) -> None:
+        self.dec = _checkbox(dec_expired, "DEC expired")
+        self.external = _checkbox(external, "external pending")
+        self.msr_ee = _checkbox(msr_ee, "MSR[EE]")
+        self.injected = _checkbox(injected, "already injected (0x900, by the host)")
+        self.result: plots.Reentry | None = None
+        super().__init__([self.dec, self.external, self.msr_ee, self.injected], dpi)
+        self.update()
+
+    def _figure(self, fig: Figure) -> str:
+        kw = {"dec_expired": self.dec.value, "external": self.external.value,
+              "msr_ee": self.msr_ee.value, "injected": self.injected.value}
+        plots.reentry_delivery(fig=fig, **kw)
+        r = self.result = plots.reentry(**kw)
+        synth = f"synthesizes {r.vector:#x}" if r.vector else "synthesizes nothing"
+        order = " → ".join(f"{v:#x}" for v, _how in r.order) or "no interrupt"
+        mer = "LPCR_MER set" if r.mer else "LPCR_MER clear"
+        return f"<b>{synth}</b> · {mer} · the guest takes: {order}"

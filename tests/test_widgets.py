@@ -370,3 +370,154 @@ def test_explorer_app_passes_its_time_limit_and_labels_a_stopped_run():
     if r.violation is None and not r.finished:
         assert "not a proof" in app.verdict.value
         assert "time limit" in app.verdict.value or "state limit" in app.verdict.value
+
+
+# ---- the walk-through widgets -------------------------------------------------------------
+
+def test_step_player_buttons_use_fontawesome_icons_not_glyphs(trace):
+    p = StepPlayer(trace)
+    assert [b.icon for b in p.buttons] == ["step-backward", "chevron-left", "chevron-right",
+                                           "step-forward"]
+    assert all(b.description == "" and b.tooltip for b in p.buttons)
+
+
+def _strings(app) -> str:
+    return " ".join(app.status.value.split())
+
+
+def test_nap_save_restore_shows_the_corruption_when_the_save_is_off():
+    from kvmcede.widgets import NapSaveRestore
+    app = NapSaveRestore(dpi=40)
+    ok = app.image.value
+    assert "✓ the guest finds the registers it wrote" in app.status.value
+    app.save.value = False  # ablation no_nv_save
+    assert "✗ the guest resumes with stale registers" in app.status.value
+    assert app.image.value != ok
+    fig = plots.nap_save_restore(save=False, fig=Figure(dpi=40))
+    assert app.image.value == plots.to_png(fig)  # the same call as the book's figure
+    assert "✗ corrupted" in plots.figure_strings(fig)
+    app.compute.value = False  # nothing written since the last save: wrong code, right values
+    assert "✓" in app.status.value and "by luck" in app.status.value
+    app.save.value = True
+    assert "✓" in app.status.value and "luck" not in app.status.value
+    png_size(app.image.value)
+
+
+def test_nap_save_restore_reads_the_model_tags():
+    fig = plots.nap_save_restore(save=True, fig=Figure(dpi=40))
+    mo = plots.nap_moments(plots._nap_demo(True, True), vcpu=1)
+    assert mo.saved == mo.before == mo.expected and mo.during == (-1, -1)
+    assert "✗ corrupted" not in plots.figure_strings(fig)
+    bad = plots.nap_moments(plots._nap_demo(False, True), vcpu=1)
+    assert bad.saved != bad.expected and bad.guest_sees == bad.saved
+
+
+def test_exit_race_outcome_flips_at_the_right_offsets():
+    from kvmcede.widgets import ExitRaceWindow
+    w = ExitRaceWindow(dpi=40)
+    assert w.offset.value == 0.15 and w.outcome == "both"  # S12 itself
+    seen = {}
+    for d in plots.RACE_OFFSETS_US:
+        w.offset.value = d
+        seen[d] = w.outcome
+        assert plots.RACE_OUTCOMES[w.outcome][0] in html.unescape(w.status.value)
+    # the order of the window, as the model runs it: exit first; C's re-check sees the
+    # exit; the IPI and the re-check both fire; C naps and the IPI wakes it
+    order = [o for k, o in enumerate(seen.values()) if k == 0 or o != list(seen.values())[k - 1]]
+    assert order == ["before", "recheck", "both", "ipi"]
+    first_ipi = min(d for d, o in seen.items() if o == "ipi")
+    w.offset.value = first_ipi
+    image_ipi = w.image.value
+    w.ipi.value = False  # no_ipi_on_exit: the same offset loses the wake-up
+    assert w.outcome == "lost" and "the core never leaves the guest" in w.status.value
+    assert w.image.value != image_ipi
+    w.offset.value = min(d for d, o in seen.items() if o == "both")
+    assert w.outcome == "recheck"  # the re-check alone still saves it
+    w.ipi.value = True  # IPI restored: back to the protocol's outcomes
+    assert w.outcome == "both"
+    w.offset.value = first_ipi
+    assert w.outcome == "ipi"
+    w.recheck.value = False  # no_exit_recheck: the cedes after the exiter looked are lost
+    w.offset.value = min(d for d, o in seen.items() if o == "recheck")
+    assert w.outcome == "lost"
+    w.recheck.value = True
+    assert w.outcome == "recheck"
+
+
+@pytest.mark.parametrize("ipi", [True, False])
+@pytest.mark.parametrize("recheck", [True, False])
+def test_exit_race_every_offset_and_toggle_draws(ipi, recheck):
+    from kvmcede.widgets import ExitRaceWindow
+    w = ExitRaceWindow(plots.RACE_OFFSETS_US[0], no_ipi_on_exit=not ipi,
+                       no_exit_recheck=not recheck, dpi=30)
+    outcomes = set()
+    for d in (*plots.RACE_OFFSETS_US, 0.12, plots.RACE_OFFSETS_US[-1]):
+        w.offset.value = d
+        assert "⚠" not in w.status.value
+        png_size(w.image.value)
+        outcomes.add(w.outcome)
+    assert "other" not in outcomes
+    assert ("lost" in outcomes) == (not (ipi and recheck))  # a lost wake-up iff one is gone
+
+
+def test_exit_race_rejects_bad_input():
+    with pytest.raises(ValueError, match="offset_us"):
+        plots.exit_race(5.0)
+    with pytest.raises(ValueError, match="ablations"):
+        plots.exit_race(0.0, ["no_nv_save"])
+
+
+def test_reentry_delivery_external_before_decrementer_and_mer():
+    from kvmcede.widgets import ReentryDelivery
+    app = ReentryDelivery(dpi=40)
+    r = app.result
+    assert r.vector == 0x900 and not r.mer and r.ceded == 0
+    assert "synthesizes 0x900" in app.status.value
+    dec_only = app.image.value
+    app.external.value = True  # both pending: external first, DEC taken by the guest after
+    r = app.result
+    assert r.vector == 0x500 and r.mer
+    assert [v for v, _ in r.order] == [0x500, 0x900]
+    assert "0x500 → 0x900" in app.status.value and app.image.value != dec_only
+    app.injected.value = True  # host's 0x900 first; the external waits for MSR[EE] (MER)
+    r = app.result
+    assert r.vector == 0 and r.mer and [v for v, _ in r.order] == [0x900, 0x500]
+    assert "LPCR_MER" in r.order[1][1]
+    app.dec.value = False
+    app.injected.value = False
+    app.msr_ee.value = False  # nothing can be taken: MER set, the external stays pending
+    r = app.result
+    assert r.vector == 0 and r.mer and r.order == () and "external" in r.still_pending
+    app.external.value = False
+    assert app.result.vector == 0 and not app.result.mer
+
+
+def test_reentry_highlights_the_lines_that_ran():
+    import inspect
+
+    from kvmcede import realmode
+    src, first = inspect.getsourcelines(realmode.kvmppc_cede_reentry)
+    line = {text.strip(): first + k for k, text in enumerate(src)}
+    ext = plots.reentry(external=True)
+    dec = plots.reentry(dec_expired=True)
+    assert line["vector = 0x500"] in ext.lines_run and line["vector = 0x500"] not in dec.lines_run
+    assert line["vector = 0x900"] in dec.lines_run and line["vector = 0x900"] not in ext.lines_run
+    assert line["mer = True"] in ext.lines_run and line["mer = True"] not in dec.lines_run
+
+
+def test_reentry_every_combination_draws():
+    import itertools
+
+    from kvmcede.widgets import ReentryDelivery
+    app = ReentryDelivery(dpi=30)
+    for dec, ext, ee, inj in itertools.product((False, True), repeat=4):
+        app.dec.value, app.external.value, app.msr_ee.value, app.injected.value = (
+            dec, ext, ee, inj)
+        r = app.result
+        assert r.inputs == {"dec_expired": dec, "external": ext, "msr_ee": ee,
+                            "injected": inj}
+        assert "⚠" not in app.status.value
+        png_size(app.image.value)
+        assert r.mer == ext  # a pending external always sets LPCR_MER
+        assert r.vector == (0x500 if ext and ee and not inj else
+                            0x900 if dec and ee and not inj and not ext else 0)
