@@ -544,7 +544,7 @@ class ExplorerApp(W.VBox):
                 or not 1 <= max_seconds <= top_seconds):
             raise ValueError(f"max_seconds must be a number of seconds from 1 to "
                              f"{top_seconds:g}, got {max_seconds!r}")
-        labels = {"protocol": "the protocol (19ccb76a, fixes in)",
+        labels = {"protocol": "the protocol (Linux 3.4 as shipped)",
                   **{a: f"ablation: {a}" for a in ABLATIONS},
                   **{b: f"bug: {b}" for b in BUGS}}
         self.variant = W.Dropdown(options=[(labels[n], n) for n in names], value=name,
