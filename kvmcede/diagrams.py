@@ -131,7 +131,7 @@ def core_diagram(config: Config | None = None, state: Machine | None = None,
         kw.setdefault("va", "center")
         return ax.text(x, y, s, fontsize=size, zorder=5, **kw)
 
-    text(0.1, H - 0.17, title or f"One POWER7 core (SMT{n}) running one vcore of "
+    text(0.1, H - 0.17, title or f"One POWER7 core (SMT{n}) and one vcore of "
          f"{config.vcpus} vcpu{'s' if config.vcpus > 1 else ''}",
          size=_FS + 2, fontweight="bold")
 
@@ -179,7 +179,8 @@ def core_diagram(config: Config | None = None, state: Machine | None = None,
     cx, cy, cw, ch = 0.1, 0.45, 6.8, 1.75
     _box(ax, cx, cy, cw, ch, "white", lw=1.2)
     text(cx + 0.1, cy + ch - 0.17, "POWER7 core: the threads share one partition context "
-         "(LPID, SDR1, LPCR) and one HDEC", size=_FS, fontweight="bold")
+         "(LPID, SDR1, LPCR) and one HDEC", size=_FS, fontweight="bold",
+         bbox={"fc": "white", "ec": "none", "pad": 1})
     tw = (cw - 0.2 - 0.1 * (n - 1)) / n
     used = set()
     for i, t in enumerate(state.threads):
@@ -222,10 +223,10 @@ def core_diagram(config: Config | None = None, state: Machine | None = None,
 
 #: Configuration whose reachable states :func:`path_edges` enumerates by default: two
 #: vcpus on an SMT2 core, the explorer's default workload (compute, idle with a timer,
-#: MMIO; the other vcpu idles) and one DEC expiry -- about 7,500 states, every location
-#: of the POWER7 path.
+#: MMIO; the other vcpu idles), one DEC expiry and one remote H_PROD (which reaches the
+#: prodded-case branch) -- about 40,000 states, every location of the POWER7 path.
 PATH_CONFIG = {"threads_per_core": 2, "vcpus": 2}
-PATH_BUDGET = (0, 1, 0, 0, 0)  # interrupts, DEC expiries, prods, host ticks, signals
+PATH_BUDGET = (0, 1, 1, 0, 0)  # interrupts, DEC expiries, remote H_PRODs, host ticks, signals
 
 
 @lru_cache(maxsize=8)
@@ -305,8 +306,8 @@ PATHS: dict[str, tuple[str, ...]] = {
     "entry": ("secondary_nap", "kvmppc_hv_entry", "kvmppc_cede_reentry", "guest"),
 }
 
-_COL_W, _ROW_H = 1.68, 0.62  # inches per column / row
-_NODE_W, _NODE_H = 1.5, 0.42
+_COL_W, _ROW_H = 1.6, 0.62  # inches per column / row
+_NODE_W, _NODE_H = 1.45, 0.42
 
 
 def _node_label(loc: str) -> tuple[str, str]:
@@ -391,7 +392,7 @@ def thread_path(highlight: str | Sequence[str] | None = None, *,
     H = 0.75 + rows * _ROW_H + 0.55
     fig, ax = _canvas(W, H)
     ax.set_aspect("equal")
-    x0, y_top = 0.1 + _NODE_W / 2, H - 0.75 - _NODE_H / 2
+    x0, y_top = 0.35 + _NODE_W / 2, H - 0.75 - _NODE_H / 2
 
     def centre(loc):
         c, r = pos[loc]
@@ -443,12 +444,24 @@ def thread_path(highlight: str | Sequence[str] | None = None, *,
                     color=tc, zorder=5)
 
     drawn = []
+    max_col = max(c for c, _ in pos.values())
     for (a, b), names in sorted(steps.items()):
         p, q = centre(a), centre(b)
+        ends = {"patchA": patches[a], "patchB": patches[b]}
         rad = next((r for r in (0.0, 0.2, -0.2, 0.35, -0.35, 0.5, -0.5)
-                    if not _hits(p, q, r, boxes, {a, b})), 0.3)
+                    if not _hits(p, q, r, boxes, {a, b})), None)
+        if rad is None and abs(p[0] - q[0]) < 1e-9:
+            # past the boxes between them in one column: leave and arrive at the side
+            # (the left one in the left half of the picture), bulging outwards
+            left = pos[a][0] < max_col / 2
+            side = -_NODE_W / 2 if left else _NODE_W / 2
+            p, q = (p[0] + side, p[1]), (q[0] + side, q[1])
+            rad = 0.25 if (q[1] < p[1]) == left else -0.25
+            ends = {"shrinkA": 1, "shrinkB": 1}
+        elif rad is None:
+            rad = 0.3
         on = (a, b) in hl
-        arrow = FancyArrowPatch(p, q, patchA=patches[a], patchB=patches[b],
+        arrow = FancyArrowPatch(p, q, **ends,
                                 connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
                                 mutation_scale=11, lw=2.2 if on else 0.9,
                                 color=_HIGHLIGHT if on else "#555555", zorder=4 if on else 2)
