@@ -509,7 +509,7 @@ _ARROW_KIND_COLOURS = {
 }
 _ARROW_KIND_TEXT = {
     "hdec_poke": "HDEC poke: guest threads take an HDEC interrupt",
-    "ipi": "IPI to a napping thread",
+    "ipi": "IPI to a thread in napping_threads",
     "exit_count": "exit count + 1 (entry_exit_count += 0x100)",
     "in_guest": "in_guest = 0 (partition back to the host)",
     "nap_count": "nap_count + 1 (secondary offline)",
@@ -633,11 +633,19 @@ def exit_sequence(trace: Trace, start: float | None = None, end: float | None = 
             note(i, t, "HDEC interrupt")
         elif kind == "ipi" and e.vcpu >= 0 and "napping thread" in d:
             target = int(d.rsplit(" ", 1)[1])
-            woke = next((w for w in ev if w.kind == "kvm_start_guest" and w.thread == target
-                         and w.time >= e.time), None)
-            arrow("ipi", i, t, target, us(woke.time) if woke else t1)
+            # ends where the IPI wakes the napper (kvm_start_guest), if it does before the
+            # thread's own exit; a thread that did not nap after all (its re-check saw the
+            # exit) just has the IPI presented, after the cost model's IPI latency
+            later = [w for w in ev if w.thread == target and w.time >= e.time
+                     and w.kind in ("kvm_start_guest", "hdec_soon")]
+            woke = later[0] if later and later[0].kind == "kvm_start_guest" else None
             if woke:
+                arrow("ipi", i, t, target, us(woke.time))
                 note(target, us(woke.time), "woken by the IPI")
+            else:
+                arrival = t + us(trace.config.costs.ipi_latency)
+                arrow("ipi", i, t, target, arrival)
+                note(target, arrival, "IPI arrives: not napping")
         elif kind == "hdec_soon" and "exit count" in d:
             arrow("exit_count", i, t, VC, t)
             note(VC, t, d.replace(" (first exiter)", ", first"))
