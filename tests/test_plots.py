@@ -470,3 +470,97 @@ def test_every_step_the_model_can_take_has_an_explanation():
 
 def test_steps_of_a_simulation_all_have_explanations(long_trace):
     assert all(plots.explain_step(st) for _t, st in long_trace.steps)
+
+
+# The public names of kvmcede.plots before it became a package (``dir()`` of the module,
+# without the underscore names): every one must still be there, the same object as in
+# the module that now defines it.
+_PLOTS_NAMES_BEFORE_THE_SPLIT = (
+    "ACTIVITY_COLOURS",
+    "ACTIVITY_LABELS",
+    "Any",
+    "BOOK3S_IRQPRIO_DECREMENTER",
+    "BOOK3S_IRQPRIO_EXTERNAL",
+    "BOOK3S_IRQPRIO_EXTERNAL_LEVEL",
+    "ClassVar",
+    "ComparisonArtists",
+    "Dec",
+    "EXIT_GROUPS",
+    "ExitRace",
+    "Figure",
+    "FigureCanvasAgg",
+    "FontProperties",
+    "Line2D",
+    "LineCollection",
+    "Machine",
+    "NapMoments",
+    "POLICY_COLOURS",
+    "Patch",
+    "RACE_OFFSETS_US",
+    "RACE_OUTCOMES",
+    "REGS_LOST",
+    "Reentry",
+    "RendererAgg",
+    "RendererBase",
+    "STEP_EXPLANATIONS",
+    "TYPE_CHECKING",
+    "TextToPath",
+    "VCORE_STATE_NAMES",
+    "VCPU_COLOURS",
+    "VCPU_STATE_NAMES",
+    "VECTOR_COLOURS",
+    "WIDTH_RANGE",
+    "annotations",
+    "bisect",
+    "comparison",
+    "dataclass",
+    "entry_count",
+    "exit_count",
+    "exit_group",
+    "exit_race",
+    "exit_race_outcomes",
+    "exit_race_window",
+    "explain_step",
+    "explorer_result",
+    "fast_canvas",
+    "figure_strings",
+    "is_finite",
+    "is_number",
+    "nap_moments",
+    "nap_save_restore",
+    "np",
+    "pending_names",
+    "redraw_timeline",
+    "reentry",
+    "reentry_delivery",
+    "registers_view",
+    "rgba_to_png",
+    "show",
+    "state_view",
+    "step_position",
+    "step_window",
+    "struct",
+    "sys",
+    "thread_activity",
+    "timeline",
+    "timeline_end",
+    "timeline_legend",
+    "to_png",
+    "vcpu_activity",
+    "weakref",
+    "zlib",
+)
+
+
+def test_the_plots_package_keeps_every_public_name():
+    import types
+
+    missing = [n for n in _PLOTS_NAMES_BEFORE_THE_SPLIT if not hasattr(plots, n)]
+    assert missing == []
+    for n in plots.__all__:
+        obj = getattr(plots, n)
+        assert not isinstance(obj, types.ModuleType), n  # no submodule hides a function
+    assert callable(plots.timeline) and callable(plots.state_view)
+    assert callable(plots.comparison)
+    from kvmcede.plots import timelines
+    assert timelines.timeline is plots.timeline
