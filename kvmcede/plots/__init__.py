@@ -28,7 +28,8 @@ What is in here: :func:`timeline` (and :func:`timeline_legend`, :func:`step_wind
 :func:`state_view`, :func:`registers_view` with :func:`nap_moments`, :func:`comparison`
 (:class:`ComparisonArtists`), :func:`explorer_result`, the one-line explanation of every
 step (:data:`STEP_EXPLANATIONS`, :func:`explain_step`), and rendering helpers
-(:func:`to_png`, :func:`figure_strings` lists every string a figure shows).
+(:func:`to_png`, :func:`figure_strings` lists every string a figure shows,
+:func:`figure_fontsizes` with its size).
 
 Where things are (one module per kind of figure, as matplotlib keeps one per kind of
 artist; every public name is imported here, so ``kvmcede.plots.X`` is the way to use them):
@@ -68,6 +69,7 @@ from .registers import (
 )
 from .render import (
     fast_canvas,
+    figure_fontsizes,
     figure_strings,
     rgba_to_png,
     show,
@@ -138,6 +140,7 @@ __all__ = [
     "exit_race_window",
     "explorer_result",
     "fast_canvas",
+    "figure_fontsizes",
     "figure_strings",
     "nap_moments",
     "nap_save_restore",

@@ -136,14 +136,17 @@ def _draw_texts(target: Any, texts: list[tuple[float, float, str, dict]],
     transform)`` pair, see :func:`_tenths`).  Each text is ``(x, y, string, kw)`` with
     ``fontsize``, ``fontweight``, ``family``, ``color``, ``ha`` (left/center/right) and
     ``va`` (center/baseline) in ``kw``.  The strings are kept on the collection
-    (``kvmcede_strings``) for :func:`figure_strings`."""
+    (``kvmcede_strings``) for :func:`figure_strings`, and their sizes in points
+    (``kvmcede_fontsizes``) for :func:`figure_fontsizes`."""
     from matplotlib.collections import PathCollection
     from matplotlib.path import Path
 
     groups: dict[str, tuple[list, list]] = {}
     strings = []
+    sizes = []
     for x, y, s, kw in texts:
         strings.append(s)
+        sizes.append(float(kw.get("fontsize", 8)))
         if not s.strip():
             continue
         size = kw.get("fontsize", 8)
@@ -166,6 +169,7 @@ def _draw_texts(target: Any, texts: list[tuple[float, float, str, dict]],
     coll = PathCollection(paths, facecolors=list(groups), edgecolors="none", linewidths=0,
                           zorder=5)
     coll.kvmcede_strings = strings
+    coll.kvmcede_fontsizes = sizes
     _add(target, coll)
 
 
@@ -192,6 +196,18 @@ def figure_strings(fig: Figure) -> list[str]:
     out = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
     for c in fig.findobj(lambda a: hasattr(a, "kvmcede_strings")):
         out.extend(c.kvmcede_strings)
+    return out
+
+
+def figure_fontsizes(fig: Figure) -> list[tuple[str, float]]:
+    """``(string, size in points)`` of every string shown in ``fig`` (text artists, tick
+    labels, legends, and the labels drawn as outlines): what a legibility test reads."""
+    from matplotlib.text import Text
+
+    out = [(t.get_text(), float(t.get_fontsize())) for t in fig.findobj(Text)
+           if t.get_text() and t.get_visible()]
+    for c in fig.findobj(lambda a: hasattr(a, "kvmcede_strings")):
+        out.extend(zip(c.kvmcede_strings, getattr(c, "kvmcede_fontsizes", ()), strict=False))
     return out
 
 

@@ -15,26 +15,31 @@ if TYPE_CHECKING:
 # colour-vision deficiencies; nap additionally carries a dot hatch)
 # =============================================================================================
 
-#: Guest code of vcpu 0, 1, 2, 3.
+#: Guest code of vcpu 0, 1, 2, 3 (a vcpu keeps its colour on whichever thread it runs;
+#: timelines also write "v0" .. "v3" on its bars).
 VCPU_COLOURS = ("#4477AA", "#228833", "#AA3377", "#CCBB44")
 
 #: What a hardware thread (or a vcpu, or the host) is doing; "guest" uses VCPU_COLOURS.
-#: The idle path is cyan (pale and dotted while napping), leaving the guest is red, the
-#: host is grey.
+#: Every activity has a colour of its own, used for nothing else.  The
+#: idle path is cyan (pale and dotted while napping), leaving the guest is red, a vcpu
+#: kept out although it has work is orange, a vcpu ceded in the host is pale yellow.  The
+#: greys are all host or hypervisor code, never guest code, and are at least 12 CIELAB
+#: lightness steps apart: host kernel (near black), vcore asleep, guest entry, offline,
+#: not started (white, outlined).
 ACTIVITY_COLOURS: dict[str, str] = {
     "nap": "#BBCCEE",  # napping in H_CEDE, still in the guest partition
     "cede": "#66CCEE",  # real-mode kvmppc_h_cede / kvm_end_cede code
-    "entry": "#999999",  # kvm_start_guest / kvmppc_hv_entry / kvmppc_cede_reentry
+    "entry": "#AAAAAA",  # kvm_start_guest / kvmppc_hv_entry / kvmppc_cede_reentry
     "exiting": "#EE6677",  # the exit path: hdec_soon .. switch_to_host / secondary_nap
-    "offline": "#E4E4E4",  # secondary_nap: the thread is offline in the host
-    "host": "#444444",  # thread 0 runs the host kernel (the vcore's runner)
+    "offline": "#DDDDDD",  # secondary_nap: the thread is offline in the host
+    "host": "#333333",  # thread 0 runs the host kernel (the vcore's runner)
     # vcpu rows
-    "ceded": "#D4D4D4",  # ceded and out of the guest (in the host)
-    "out": "#EE6677",  # out of the guest although it has work
+    "ceded": "#EEDD88",  # ceded and out of the guest (in the host)
+    "out": "#EE7733",  # out of the guest although it has work
     "userspace": "#44BB99",  # in the host for its own exit (MMIO emulation, hcall, signal)
-    "stopped": "#F4F4F4",  # before its first KVM_RUN
+    "stopped": "#FFFFFF",  # before its first KVM_RUN (drawn outlined)
     # host row
-    "sleeping": "#AAAAAA",  # the vcore's runner sleeps on vc->wq (kvmppc_vcore_blocked)
+    "sleeping": "#777777",  # the vcore's runner sleeps on vc->wq (kvmppc_vcore_blocked)
 }
 
 ACTIVITY_LABELS: dict[str, str] = {
@@ -51,10 +56,20 @@ ACTIVITY_LABELS: dict[str, str] = {
     "sleeping": "vcore asleep on vc->wq",
 }
 
+#: Outline of spans drawn in white ("not started"), and of the dotted nap spans.
+_STOPPED_EDGE = "#999999"
+_NAP_EDGE = "#6F87B5"
+#: Timeline markers: HDEC pokes and host ticks (★), IPIs from the exit path (solid
+#: arrows) and from the host (dashed).
+HDEC_COLOUR = "#CC3311"
+#: Guest code of all vcpus together (comparisons' time split), not any one vcpu's colour.
+GUEST_COLOUR = "#332288"
+IPI_COLOURS = {"exit": "#000000", "host": "#555555"}
+
 #: Colours of the two policies in comparisons (Tol high-contrast).
 POLICY_COLOURS = {"host": "#DDAA33", "realmode": "#004488"}
 #: Interrupt vectors: external (0x500) and decrementer (0x900).
-VECTOR_COLOURS = {0x500: "#EE7733", 0x900: "#009988"}
+VECTOR_COLOURS = {0x500: "#EE3377", 0x900: "#009988"}
 _NAP_HATCH = "...."
 _MONO = "DejaVu Sans Mono"
 
@@ -62,8 +77,14 @@ _MONO = "DejaVu Sans Mono"
 def _span_colour(code: tuple[str, int]) -> str:
     act, v = code
     if act == "guest":
-        return VCPU_COLOURS[v % len(VCPU_COLOURS)] if v >= 0 else "#777777"
+        return VCPU_COLOURS[v % len(VCPU_COLOURS)] if v >= 0 else "#222222"
     return ACTIVITY_COLOURS[act]
+
+
+def _span_edge(code: tuple[str, int]) -> str:
+    """The outline of a span: dotted nap spans and white "not started" spans need one."""
+    act = code[0]
+    return _NAP_EDGE if act == "nap" else _STOPPED_EDGE if act == "stopped" else "white"
 
 
 def _span_label(code: tuple[str, int]) -> str:

@@ -18,12 +18,16 @@ from .render import (
 )
 from .style import (
     _NAP_HATCH,
+    ACTIVITY_LABELS,
+    HDEC_COLOUR,
+    IPI_COLOURS,
     VECTOR_COLOURS,
     _check_bool,
     _check_index,
     _check_trace,
     _check_width,
     _span_colour,
+    _span_edge,
     _span_label,
     _x_unit,
 )
@@ -42,7 +46,79 @@ if TYPE_CHECKING:
 # Timeline
 # =============================================================================================
 
-_LEGEND_COLS = 5
+_LEGEND_COLS = 2
+_LEGEND_FONT = 10.0
+_LEGEND_ROW_IN = 0.25  # inches per legend row
+
+#: How the default legend groups the full key into a handful of entries: (group, the
+#: labels it gathers with the short name each gets, the entry's label prefix).  An entry
+#: shows one patch or marker per member that occurs, in the order of its short names.
+_LEGEND_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...], str], ...] = (
+    ("realmode", ((ACTIVITY_LABELS["cede"], "cede, wake"),
+                  (ACTIVITY_LABELS["entry"], "entry"),
+                  (ACTIVITY_LABELS["exiting"], "exiting the guest")), "real mode: "),
+    ("host", ((ACTIVITY_LABELS["host"], "kernel"),
+              (ACTIVITY_LABELS["offline"], "offline thread"),
+              (ACTIVITY_LABELS["sleeping"], "vcore asleep")), "host: "),
+    ("vcpu", ((ACTIVITY_LABELS["ceded"], "ceded"),
+              (ACTIVITY_LABELS["out"], "out with work"),
+              (ACTIVITY_LABELS["userspace"], "own exit"),
+              (ACTIVITY_LABELS["stopped"], "not started")), "vcpu: "),
+    ("marks", (("H_CEDE", "H_CEDE"), ("HDEC poke / host tick", "HDEC poke, tick"),
+               ("H_PROD: prodded = 1", "H_PROD")), ""),
+    ("irq", (("external raised", "0x500 external"), ("decrementer raised", "0x900 DEC"),
+             ("delivered at 0x500", "0x500 external"), ("delivered at 0x900", "0x900 DEC")),
+     "interrupt raised ▲ / delivered ●: "),
+    ("ipi", (("IPI (exit path)", "exit path"), ("IPI (from the host)", "from the host")),
+     "IPI: "),
+)
+
+
+def _legend_entries(handles: list[Any], full: bool) -> tuple[list[Any], list[str]]:
+    """The legend's (handles, labels): every handle (``full``), or grouped into at most
+    eight entries: one for the guest code of every vcpu, napping alone, and the rest by :data:`_LEGEND_GROUPS` (a group with one member keeps its full label)."""
+    if full:
+        return handles, [h.get_label() for h in handles]
+    by_label = {h.get_label(): h for h in handles}
+    out_h: list[Any] = []
+    out_l: list[str] = []
+    guest = [h for h in handles if h.get_label().startswith("guest code: vcpu ")]
+    if guest:
+        vs = [h.get_label().removeprefix("guest code: vcpu ") for h in guest]
+        out_h.append(tuple(guest) if len(guest) > 1 else guest[0])
+        out_l.append(("guest code of vcpu " if len(vs) == 1 else "guest code of vcpus ")
+                     + ", ".join(vs))
+    for lab in (ACTIVITY_LABELS["nap"],):
+        if lab in by_label:
+            out_h.append(by_label[lab])
+            out_l.append(lab)
+    grouped = {m for _, members, _ in _LEGEND_GROUPS for m, _ in members}
+    for _, members, prefix in _LEGEND_GROUPS:
+        present = [(by_label[m], short) for m, short in members if m in by_label]
+        if len(present) == 1:
+            out_h.append(present[0][0])
+            out_l.append(present[0][0].get_label())
+        elif present:
+            out_h.append(tuple(h for h, _ in present))
+            shorts = list(dict.fromkeys(short for _, short in present))  # once each
+            out_l.append(prefix + " / ".join(shorts))
+    done = {id(h) for h in guest} | grouped | {ACTIVITY_LABELS["nap"]}
+    for h in handles:  # anything not in a group (none today) keeps its own entry
+        if id(h) not in done and h.get_label() not in done:
+            out_h.append(h)
+            out_l.append(h.get_label())
+    return out_h, out_l
+
+
+def _legend_kw(n: int) -> dict[str, Any]:
+    from matplotlib.legend_handler import HandlerTuple
+    return {"ncol": min(_LEGEND_COLS, max(1, n)), "fontsize": _LEGEND_FONT, "frameon": False,
+            "handlelength": 2.6, "columnspacing": 1.5, "handletextpad": 0.5,
+            "handler_map": {tuple: HandlerTuple(ndivide=None, pad=0.1)}}
+
+
+def _legend_rows(n: int) -> int:
+    return -(-n // min(_LEGEND_COLS, max(1, n))) if n else 0
 _ROW_IN = 0.42  # inches per timeline row
 
 
@@ -114,26 +190,24 @@ def timeline(trace: Trace, start_us: float | None = None, end_us: float | None =
         if cfg.ablations or cfg.changes:
             title += " — " + ", ".join(sorted(cfg.ablations | cfg.changes))
     if title:
-        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_title(title, fontsize=11, loc="left")
     if legend == "all":
         handles = _trace_handles(d, vcpus)
-    ncol = min(_LEGEND_COLS, max(1, len(handles)))
-    leg_rows = -(-len(handles) // ncol) if legend and handles else 0
+    hs, labels = _legend_entries(handles, full=legend == "all") if legend else ([], [])
+    leg_rows = _legend_rows(len(hs))
     if own:
         rows_h = _ROW_IN * len(rows)
         top = 0.42 if title else 0.15
-        bottom = 0.5 + (0.19 * leg_rows + 0.12 if leg_rows else 0.0)
+        bottom = 0.58 + (_LEGEND_ROW_IN * leg_rows + 0.12 if leg_rows else 0.0)
         height = top + rows_h + bottom
         fig.set_size_inches(width, height)
         ax.set_position((1.0 / width, bottom / height, 1 - 1.2 / width, rows_h / height))
         if leg_rows:
-            fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.01),
-                       ncol=ncol, fontsize=7.5, frameon=False, handlelength=1.6,
-                       columnspacing=1.4)
+            fig.legend(hs, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+                       **_legend_kw(len(hs)))
     elif leg_rows:
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22),
-                  ncol=ncol, fontsize=7.5, frameon=False, handlelength=1.6,
-                  columnspacing=1.4)
+        ax.legend(hs, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                  **_legend_kw(len(hs)))
     return fig
 
 
@@ -152,7 +226,7 @@ def redraw_timeline(ax: Axes, trace: Trace, start: float, end: float, *,
     _clear_axes(ax)
     rows = [d.host, *d.threads, *(d.vcpus if vcpus else ())]
     _draw_timeline(ax, trace, d, rows, float(start), float(end), None, vcpus, None)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(title, fontsize=11, loc="left")
 
 
 def step_position(trace: Trace, k: int) -> float:
@@ -173,17 +247,14 @@ def timeline_legend(trace: Trace, *, vcpus: bool = False, width: float = 10.0,
     _check_trace(trace)
     _check_width(width)
     _check_bool("vcpus", vcpus)
-    handles = _trace_handles(_timeline_data(trace), vcpus)
-    ncol = min(_LEGEND_COLS, max(1, len(handles)))
-    rows = -(-len(handles) // ncol) if handles else 1
-    height = 0.19 * rows + 0.16
+    hs, labels = _legend_entries(_trace_handles(_timeline_data(trace), vcpus), full=False)
+    height = _LEGEND_ROW_IN * max(1, _legend_rows(len(hs))) + 0.16
     if fig is None:
         fig = _new_figure((width, height))
     else:
         fig.set_size_inches(width, height)
-    if handles:
-        fig.legend(handles=handles, loc="center", ncol=ncol, fontsize=7.5, frameon=False,
-                   handlelength=1.6, columnspacing=1.4)
+    if hs:
+        fig.legend(hs, labels, loc="center", **_legend_kw(len(hs)))
     _displayable(fig)
     return fig
 
@@ -197,11 +268,11 @@ def _trace_handles(d: _TimelineData, with_vcpus: bool) -> list[Any]:
     hs: list[Any] = [
         Patch(facecolor=_span_colour(d.codes[c]), label=_span_label(d.codes[c]),
               hatch=_NAP_HATCH if d.codes[c][0] == "nap" else None,
-              edgecolor="#6F87B5" if d.codes[c][0] == "nap" else "white") for c in used]
+              edgecolor=_span_edge(d.codes[c])) for c in used]
     if len(d.hcede):
         hs.append(Line2D([], [], ls="", marker="v", color="black", ms=5, label="H_CEDE"))
     if len(d.pokes) or len(d.ticks):
-        hs.append(Line2D([], [], ls="", marker="*", color="#CC3311", ms=8,
+        hs.append(Line2D([], [], ls="", marker="*", color=HDEC_COLOUR, ms=8,
                          label="HDEC poke / host tick"))
     if len(d.prods):
         hs.append(Line2D([], [], ls="", marker="D", color="white", mec="black", mew=0.8,
@@ -215,9 +286,10 @@ def _trace_handles(d: _TimelineData, with_vcpus: bool) -> list[Any]:
             hs.append(Line2D([], [], ls="", marker="o", color=VECTOR_COLOURS[vec],
                              mec="black", mew=0.5, ms=6, label=f"delivered at {vec:#x}"))
     if len(d.ipis) and (d.ipis[:, 1] >= 0).any():
-        hs.append(Line2D([0, 1], [0, 0], color="black", lw=1, label="IPI (exit path)"))
+        hs.append(Line2D([0, 1], [0, 0], color=IPI_COLOURS["exit"], lw=1,
+                         label="IPI (exit path)"))
     if len(d.ipis) and (d.ipis[:, 1] < 0).any():
-        hs.append(Line2D([0, 1], [0, 0], color="#666666", lw=1, ls=(0, (4, 2)),
+        hs.append(Line2D([0, 1], [0, 0], color=IPI_COLOURS["host"], lw=1, ls=(0, (4, 2)),
                          label="IPI (from the host)"))
     return hs
 
@@ -244,20 +316,20 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
     ax.set_xlim(a, b)
     ax.set_ylim(-0.6, n_rows - 0.4)
     ax.set_yticks([_row_y(n_rows, k) for k in range(n_rows)],
-                  [r.label for r in rows], fontsize=9)
+                  [r.label for r in rows], fontsize=10)
     ax.tick_params(axis="y", length=0)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=9)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     from matplotlib.ticker import FuncFormatter, ScalarFormatter
     if _x_unit(tr) == "µs" and b - a >= 5000:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _p: f"{x / 1000:g}"))
-        ax.set_xlabel("time (ms)", fontsize=9)
+        ax.set_xlabel("time (ms)", fontsize=10)
     else:
         plain = ScalarFormatter(useOffset=False)  # 10,000.5 µs, not 0.5 + 1e4
         plain.set_scientific(False)
         ax.xaxis.set_major_formatter(plain)
-        ax.set_xlabel("step" if _x_unit(tr) == "step" else "time (µs)", fontsize=9)
+        ax.set_xlabel("step" if _x_unit(tr) == "step" else "time (µs)", fontsize=10)
     if _x_unit(tr) == "step":
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -293,13 +365,15 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
                 coll = ax.broken_barh(
                     list(zip(st[sel], en[sel] - st[sel], strict=False)), (y - h / 2, h),
                     facecolors=[_span_colour(d.codes[c]) for c in cd[sel]],
-                    edgecolor="white" if hatch is None else "#6F87B5",
+                    edgecolors=[_span_edge(d.codes[c]) for c in cd[sel]],
                     linewidth=0.4 if hatch is None else 0.0, hatch=hatch)
                 coll.set_gid(f"spans|{r.label}{suffix}")
+        if 1 <= k <= n_thr:
+            _label_vcpus(ax, d, st, en, cd, y, px / (b - a))
     handles: list[Any] = [
         Patch(facecolor=_span_colour(d.codes[c]), label=_span_label(d.codes[c]),
               hatch=_NAP_HATCH if d.codes[c][0] == "nap" and not aggregate else None,
-              edgecolor="#6F87B5" if d.codes[c][0] == "nap" else "white")
+              edgecolor=_span_edge(d.codes[c]))
         for c in sorted(used, key=lambda c: _legend_order(d.codes[c]))]
 
     # ---- markers (skipped, and counted, when too dense to read)
@@ -336,9 +410,9 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
     if len(pk) or len(tk):
         x = np.concatenate([pk[:, 0], tk[:, 0]])
         y = np.concatenate([thread_y(pk[:, 1]), np.full(len(tk), y_host)])
-        ax.scatter(x, y, marker="*", s=(ms * 1.9) ** 2, color="#CC3311",
+        ax.scatter(x, y, marker="*", s=(ms * 1.9) ** 2, color=HDEC_COLOUR,
                    edgecolors="white", linewidths=0.4, zorder=8, gid="HDEC")
-        handles.append(Line2D([], [], ls="", marker="*", color="#CC3311", ms=8,
+        handles.append(Line2D([], [], ls="", marker="*", color=HDEC_COLOUR, ms=8,
                               label="HDEC poke / host tick"))
     pr = pick(d.prods, "H_PRODs")
     if len(pr):
@@ -364,8 +438,8 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
                        zorder=8, gid=f"deliver|{vec:#x}")
             handles.append(Line2D([], [], ls="", marker="o", color=VECTOR_COLOURS[vec],
                                   mec="black", mew=0.5, ms=6, label=f"delivered at {vec:#x}"))
-    for from_host, colour, label in ((False, "black", "IPI (exit path)"),
-                                     (True, "#666666", "IPI (from the host)")):
+    for from_host, colour, label in ((False, IPI_COLOURS["exit"], "IPI (exit path)"),
+                                     (True, IPI_COLOURS["host"], "IPI (from the host)")):
         ip = d.ipis[(d.ipis[:, 1] < 0) == from_host] if len(d.ipis) else d.ipis
         if len(ip):
             m = (ip[:, 0] <= b) & (ip[:, 3] >= a)
@@ -402,7 +476,7 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
             y = float(thread_y(np.asarray(thr))) if thr >= 0 else y_host
             right = x > a + 0.82 * (b - a)  # near the right edge: label to the left
             ax.annotate(f"exit: {reason}", (x, y), xytext=(-7 if right else 7, 0),
-                        textcoords="offset points", fontsize=7, va="center",
+                        textcoords="offset points", fontsize=8.5, va="center",
                         ha="right" if right else "left", color="#661111", zorder=9,
                         gid="exit-label", bbox={"boxstyle": "round,pad=0.15", "fc": "white",
                                                 "ec": "#EE6677", "lw": 0.6, "alpha": 0.85})
@@ -415,8 +489,30 @@ def _draw_timeline(ax: Axes, tr: Trace, d: _TimelineData, rows: list[_Row], a: f
         if skipped_n:
             note += "\nnot drawn: " + " · ".join(f"{n:,} {w}" for w, n in skipped_n.items())
         ax.text(1.0, 1.01, note, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color="#555555", gid="aggregate-note")
+                fontsize=8, color="#555555", gid="aggregate-note")
     return handles
+
+
+_VCPU_LABEL_MIN_PX = 18  # a guest bar narrower than this gets no "v2" on it
+_VCPU_LABELS_MAX = 80  # per row and window: beyond that the bars are too many to read
+
+
+def _label_vcpus(ax: Axes, d: _TimelineData, st: np.ndarray, en: np.ndarray,
+                 cd: np.ndarray, y: float, px_per_x: float) -> None:
+    """Write its vcpu ("v2") on every guest bar of a thread row that is wide enough, so
+    that a vcpu can be followed from thread to thread when its ptid changes."""
+    from matplotlib.colors import to_rgb
+
+    wide = np.flatnonzero((en - st) * px_per_x >= _VCPU_LABEL_MIN_PX)[:_VCPU_LABELS_MAX]
+    for j in wide:
+        act, v = d.codes[cd[j]]
+        if act != "guest" or v < 0:
+            continue
+        r, g, b_ = to_rgb(_span_colour((act, v)))
+        dark = 0.2126 * r + 0.7152 * g + 0.0722 * b_ < 0.5
+        ax.text((st[j] + en[j]) / 2, y, f"v{v}", ha="center", va="center", fontsize=8,
+                fontweight="bold", color="white" if dark else "black", zorder=6,
+                clip_on=True, gid="vcpu-label")
 
 
 _ORDER = ("guest", "nap", "cede", "entry", "exiting", "offline", "host", "ceded", "out",
