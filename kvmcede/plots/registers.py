@@ -19,6 +19,7 @@ from .render import (
     _draw_texts,
     _new_figure,
     _tenths,
+    _text_width,
 )
 from .style import (
     _MONO,
@@ -164,11 +165,14 @@ def registers_view(source: Trace | Config, *, vcpu: int | None = None, occurrenc
          else "never ran again"),
         ("expected", "what the guest last wrote", mo.expected, "the right values"),
     ]
-    n_reg, cw = 18, 2.0
-    W = 121.0
-    x_lab, x_g, x_f, x_v = 1.0, 29.0, 67.0, 105.0
-    rh = 4.4
-    H = 9.0 + rh * len(rows) + 3.5
+    # Laid out in tenths of an inch, 70 wide (the book's width) with 9 pt text: each row
+    # is a line of words (what, when, and the verdict at the right) over the two register
+    # files, 18 cells each, coloured by whether they hold what the guest last wrote.
+    n_reg, cw = 18, 1.75
+    W = 70.0
+    x_lab, x_g, x_f, x_v = 0.8, 0.8, 0.8 + n_reg * cw + 1.9, W - 0.8
+    rh = 6.4
+    H = 10.5 + rh * len(rows) + 3.2
     if fig is None:
         fig = _new_figure((W / 10, H / 10))
     else:  # the layout is in tenths of an inch
@@ -177,28 +181,26 @@ def registers_view(source: Trace | Config, *, vcpu: int | None = None, occurrenc
     texts: list[tuple[float, float, str, dict]] = []
 
     def text(x: float, y: float, s: str, **kw: Any) -> None:
-        texts.append((x, y, s, kw))
+        texts.append((x, y, s, {"fontsize": 9, **kw}))
 
     if title is None:
         abl = ("  —  ablation no_nv_save: kvmppc_h_cede saves nothing"
                if "no_nv_save" in cfg.ablations else "")
         title = f"Non-volatile registers of vcpu {mo.vcpu} across nap on thread {mo.thread}{abl}"
-    text(x_lab, 2.2, title, fontsize=11, fontweight="bold", va="center")
-    text(x_g + n_reg * cw / 2, 6.0, "GPRs r14 … r31", ha="center", fontsize=8.5,
-            fontweight="bold")
-    text(x_f + n_reg * cw / 2, 6.0, "FPRs f14 … f31 (and VMX/VSX)", ha="center",
-            fontsize=8.5, fontweight="bold")
-    for r in range(n_reg):
-        for x in (x_g, x_f):
-            text(x + (r + 0.5) * cw, 7.9, str(14 + r), ha="center", va="center",
-                    fontsize=5.5, color="#777777")
+    text(x_lab, 1.8, title, fontsize=10.5, fontweight="bold", va="center")
+    for x, name, lo, hi in ((x_g, "GPRs", "r14", "r31"),
+                            (x_f, "FPRs (and VMX/VSX)", "f14", "f31")):
+        text(x + n_reg * cw / 2, 5.4, name, ha="center", fontweight="bold")
+        text(x, 8.4, lo, color="#555555")
+        text(x + n_reg * cw, 8.4, hi, ha="right", color="#555555")
     exp = mo.expected
     good, bad, lost, plain = "#CDE8C9", "#F4A6A6", "#E4E4E4", "#F7F7F7"
     boxes: list[tuple] = []
-    y = 9.0
+    y = 10.5
     for key, label, vals, note in rows:
-        text(x_lab, y + rh / 2 - 0.7, label, fontsize=8.5, va="center")
-        text(x_lab, y + rh / 2 + 1.1, note, fontsize=7, va="center", color="#666666")
+        text(x_lab, y + 1.2, f"{label}  ", va="center")
+        text(x_lab + _text_width(label, 9) + 1.2, y + 1.2, f"({note})", va="center",
+             color="#555555")
         wrong = False
         for g, x in ((0, x_g), (1, x_f)):
             val = None if vals is None else vals[g]
@@ -212,26 +214,24 @@ def registers_view(source: Trace | Config, *, vcpu: int | None = None, occurrenc
             else:
                 fc, txt = plain, str(val)
             for r in range(n_reg):
-                boxes.append((x + r * cw, y + 0.5, cw, rh - 1.3, fc, "#999999"))
-                if txt:
-                    text(x + (r + 0.5) * cw, y + rh / 2 - 0.15, txt, ha="center",
-                            va="center", fontsize=6.5, family=_MONO,
-                            color="#880000" if fc == bad else "#333333")
+                boxes.append((x + r * cw, y + 2.5, cw, 2.9, fc, "#999999"))
+            if txt:  # every register of the file holds the same tag: write it once
+                tx = x + (n_reg // 2 - 0.5) * cw  # in the middle of a cell
+                text(tx, y + 3.95, txt, ha="center", va="center", family=_MONO,
+                     fontweight="bold", color="#880000" if fc == bad else "#222222")
         if key in checked and vals is not None:
             verdict, colour = ("✗ corrupted", "#AA0000") if wrong else ("✓ correct",
                                                                          "#117733")
             if key == "saved" and wrong:
                 verdict = "✗ stale copy"
-            text(x_v, y + rh / 2 - 0.15, verdict, fontsize=8.5, va="center",
-                    color=colour, fontweight="bold")
+            text(x_v, y + 1.2, verdict, va="center", ha="right", color=colour,
+                 fontweight="bold")
         elif key == "during":
-            text(x_v, y + rh / 2 - 0.15, "lost in nap", fontsize=8.5, va="center",
-                    color="#555555")
+            text(x_v, y + 1.2, "lost in nap", va="center", ha="right", color="#555555")
         y += rh
     _boxes(target, boxes, lw=0.4)
-    text(x_lab, y + 1.6, "The model keeps one tag per register file: the number of "
-         "the busy burst that last wrote it (? = contents lost).", fontsize=7.5,
-         color="#444444", va="center")
+    text(x_lab, y + 1.4, "One tag per register file: the number of the busy burst that "
+         "last wrote it (? = lost).", color="#444444", va="center")
     _draw_texts(target, texts)
     _displayable(fig)
     return fig

@@ -173,6 +173,13 @@ def _draw_texts(target: Any, texts: list[tuple[float, float, str, dict]],
     _add(target, coll)
 
 
+def _text_width(s: str, size: float, family: str | None = None, weight: str = "normal",
+                unit_pt: float = 7.2) -> float:
+    """The width of ``s`` as :func:`_draw_texts` draws it, in its layout units."""
+    verts, _ = _TEXT2PATH.get_text_path(_font(family, weight), s)
+    return float(verts[:, 0].max()) * size / _TEXT2PATH.FONT_SCALE / unit_pt if len(verts) else 0.0
+
+
 def _boxes(target: Any, boxes: list[tuple[float, float, float, float, Any, Any]],
            lw: float = 0.6) -> None:
     """Draw rectangles ``(x, y, w, h, facecolor, edgecolor)`` as one collection."""
