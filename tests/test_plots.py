@@ -637,6 +637,8 @@ def _colour_meanings() -> dict[str, list[str]]:
         put(c, f"IPI ({key})")
     for _, label, c in plots.EXIT_GROUPS:
         put(c, f"whole-core exits: {label}")
+    for label, c in plots.RACE_OUTCOMES.values():
+        put(c, f"exit race: {label}")
     return out
 
 

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 #: Whole-core exit reasons, grouped so that every comparison has the same legend.
 EXIT_GROUPS: tuple[tuple[str, str, str], ...] = (
     ("H_CEDE", "H_CEDE (whole core to the host)", "#882255"),
-    ("kick", "host kick: interrupt, DEC, prod", "#88CCEE"),
-    ("HDEC", "HDEC: host timer tick", "#DDCC77"),
+    ("kick", "host kick: interrupt, DEC, prod", "#6699CC"),
+    ("HDEC", "HDEC: host timer tick", "#EECC66"),
     ("hcall", "H_PROD / H_CONFER / MMIO", "#999933"),
-    ("other", "other", "#BBBBBB"),
+    ("other", "other", "#C8C8C8"),
 )
 
 

@@ -61,7 +61,7 @@ _STOPPED_EDGE = "#999999"
 _NAP_EDGE = "#6F87B5"
 #: Timeline markers: HDEC pokes and host ticks (★), IPIs from the exit path (solid
 #: arrows) and from the host (dashed).
-HDEC_COLOUR = "#CC3311"
+HDEC_COLOUR = "#BB5566"
 #: Guest code of all vcpus together (comparisons' time split), not any one vcpu's colour.
 GUEST_COLOUR = "#332288"
 IPI_COLOURS = {"exit": "#000000", "host": "#555555"}

@@ -4,6 +4,7 @@ re-entry (ch05), the race between a cede and an exit (ch06)."""
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .render import (
     _draw_texts,
     _new_figure,
     _tenths,
+    _text_width,
 )
 from .state_views import (
     pending_names,
@@ -248,9 +250,39 @@ def exit_race_window(offset_us: float = 0.15, *, no_ipi_on_exit: bool = False,
     if r.exit_us is None:
         tail = (f"… at {r.until_us:g} µs the primary still waits in hdec_soon for C, which "
                 f"naps until its own timer at {r.c_timer_us:,.1f} µs")
-    W, rh = 110.0, 3.3
-    top = 25.0
-    H = top + rh * (len(rows) + (2 if tail else 1)) + 2.0
+    # Laid out in tenths of an inch, 70 wide (the book's width), text 9 pt: a column of
+    # times and one column per thread, each step its kernel name over its detail (wrapped).
+    W, line = 70.0, 1.5
+    x_t, xcol = 0.8, {1: 6.8, 2: 28.0, 0: 49.2}
+    col_w = 20.6
+    cells = []
+    for t, thr, kind, detail in rows:
+        wrapped = textwrap.wrap(detail, 31)[:2]
+        if len(textwrap.wrap(detail, 31)) > 2:
+            wrapped[1] = _ellipsize(wrapped[1] + " …", 31)
+        cells.append((t, thr, _ellipsize(kind, 27), wrapped))
+    abl_txt = ("  —  ablation " + " + ".join(abl)) if abl else ""
+    label, colour = RACE_OUTCOMES[r.outcome]
+    extra = (f" (whole-core exit {r.exit_us:.1f} µs)" if r.exit_us is not None
+             else " (the core never leaves the guest)")
+    outcome_lines = textwrap.wrap("outcome: " + label + extra, 72)
+    # the outcomes' key, as many to a line as fit
+    seen = list(dict.fromkeys(o for _d, o in strip))
+    key_lines: list[list[tuple[float, str]]] = [[]]
+    lx = 0.8
+    for o in seen:
+        w = 3.0 + _text_width(_RACE_SHORT[o], 9) + 2.0
+        if lx + w > W and key_lines[-1]:
+            key_lines.append([])
+            lx = 0.8
+        key_lines[-1].append((lx, o))
+        lx += w
+    y_strip = 6.2 + 2.2 * len(outcome_lines) + 1.0
+    y_key = y_strip + 7.6
+    top = y_key + 2.6 * len(key_lines) + 3.2
+    body = sum(line * (1 + len(c[3])) + 0.9 for c in cells)
+    tail_lines = textwrap.wrap(tail, 80) if tail else []
+    H = top + body + 2.2 * len(tail_lines) + 2 * 2.2 + 1.5
     if fig is None:
         fig = _new_figure((W / 10, H / 10))
     else:
@@ -260,65 +292,57 @@ def exit_race_window(offset_us: float = 0.15, *, no_ipi_on_exit: bool = False,
     boxes: list[tuple] = []
 
     def text(x: float, y: float, s: str, **kw: Any) -> None:
-        texts.append((x, y, s, kw))
+        texts.append((x, y, s, {"fontsize": 9, **kw}))
 
-    abl_txt = ("  —  ablation " + " + ".join(abl)) if abl else ""
-    text(1, 2.2, f"B's exit vs C's cede (S12): B's MMIO access {r.measured_us:+.2f} µs "
-         f"after C's H_CEDE{abl_txt}", fontsize=10.5, fontweight="bold")
-    label, colour = RACE_OUTCOMES[r.outcome]
-    extra = (f" (whole-core exit {r.exit_us:.1f} µs)" if r.exit_us is not None
-             else " (the core never leaves the guest)")
-    text(1, 6.0, "outcome: " + label + extra, fontsize=9.5, fontweight="bold",
-         color="#AA0000" if r.outcome == "lost" else "#222222")
-    x0, cw = 18.0, (W - 20.0) / len(strip)
+    text(0.8, 2.0, f"B's exit vs C's cede (S12){abl_txt}", fontsize=10.5, fontweight="bold")
+    text(0.8, 4.4, f"B's MMIO access {r.measured_us:+.2f} µs after C's H_CEDE",
+         fontsize=10, fontweight="bold")
+    for j, ln in enumerate(outcome_lines):
+        text(0.8, 6.8 + 2.2 * j, ln, fontsize=9.5, fontweight="bold",
+             color="#AA0000" if r.outcome == "lost" else "#222222")
+    x0 = 12.0
+    cw = (W - 0.8 - x0) / len(strip)
     for k, (d, o) in enumerate(strip):
         cur = abs(d - r.offset_us) < 1e-9
-        boxes.append((x0 + k * cw, 9.0, cw, 4.0, RACE_OUTCOMES[o][1],
+        boxes.append((x0 + k * cw, y_strip, cw, 3.6, RACE_OUTCOMES[o][1],
                       "#000000" if cur else "#FFFFFF"))
     # the current offset, framed (also between two grid points)
     kx = x0 + (r.offset_us - RACE_OFFSETS_US[0]) / 0.05 * cw
-    boxes.append((kx + 0.2, 8.5, cw - 0.4, 5.0, "none", "#000000"))
-    text(1, 11.0, "every offset:", fontsize=7.5, color="#444444")
-    for d in (RACE_OFFSETS_US[0], 0.0, RACE_OFFSETS_US[-1]):
+    boxes.append((kx + 0.2, y_strip - 0.5, cw - 0.4, 4.6, "none", "#000000"))
+    text(0.8, y_strip + 1.8, "every offset:", color="#444444", va="center")
+    for d, ha in ((RACE_OFFSETS_US[0], "left"), (0.0, "center"), (RACE_OFFSETS_US[-1], "right")):
         k = (d - RACE_OFFSETS_US[0]) / 0.05
-        text(x0 + (k + 0.5) * cw, 15.0, f"{d:+.2f} µs", ha="center", fontsize=6.5,
-             color="#555555")
-    seen = []
-    for _d, o in strip:
-        if o not in seen:
-            seen.append(o)
-    lx = 1.0
-    for o in seen:
-        boxes.append((lx, 17.0, 2.0, 2.0, RACE_OUTCOMES[o][1], "#999999"))
-        short = _RACE_SHORT[o]
-        text(lx + 2.6, 18.0, short, fontsize=6.8)
-        lx += 4.0 + 1.35 * len(short)
-    cols = ((1.0, "µs"), (9.0, "thread 1: B exits (MMIO)"), (42.0, "thread 2: C cedes"),
-            (78.0, "thread 0: primary"))
-    for x, h in cols:
-        text(x, top - 1.4, h, fontsize=8, fontweight="bold")
-    xcol = {1: 9.0, 2: 42.0, 0: 78.0}
-    widths = {1: 33, 2: 36, 0: 32}
+        x = x0 + (k + {"left": 0.0, "center": 0.5, "right": 1.0}[ha]) * cw
+        text(x, y_strip + 5.6, f"{d:+.2f} µs", ha=ha, color="#555555")
+    for j, entries in enumerate(key_lines):
+        yk = y_key + 2.6 * j
+        for lx, o in entries:
+            boxes.append((lx, yk - 0.9, 1.8, 1.8, RACE_OUTCOMES[o][1], "#999999"))
+            text(lx + 2.4, yk, _RACE_SHORT[o], va="center")
+    for x, h in ((x_t, "µs"), (xcol[1], "thread 1: B exits"), (xcol[2], "thread 2: C cedes"),
+                 (xcol[0], "thread 0: primary")):
+        text(x, top - 1.2, h, fontweight="bold")
     pivots = ("napping_threads |=", "exit count still 0", "exit already in progress",
               "first exiter", "IPI to napping", "NOT sending")
     y = top
-    for t, thr, kind, detail in rows:
+    for (t, thr, kind, wrapped), (_t, _thr, _kind, detail) in zip(cells, rows, strict=True):
+        h = line * (1 + len(wrapped)) + 0.9
         if any(p in detail for p in pivots):
-            boxes.append((xcol[thr] - 0.4, y + 0.2, 33.0, rh - 0.4, "#FFF2B3", "none"))
-        text(1.0, y + rh / 2, f"{t:.2f}", fontsize=7, family=_MONO, color="#555555")
-        s = kind if not detail else f"{kind}: {detail}"
-        text(xcol[thr], y + rh / 2 - 0.55, _ellipsize(kind, widths[thr]), fontsize=7.3,
-             fontweight="bold", family=_MONO)
-        text(xcol[thr], y + rh / 2 + 0.75, _ellipsize(detail, int(widths[thr] * 1.6)),
-             fontsize=6.3, color="#444444")
-        del s
-        y += rh
-    if tail:
-        text(1.0, y + rh / 2, tail, fontsize=8, color="#AA0000", fontweight="bold")
-        y += rh
-    text(1.0, y + 1.0, "threads 0 and 3 (A and D) compute until the HDEC poke; thread 3 is "
-         "not shown. Shaded: the accesses the race is about.", fontsize=6.8,
-         color="#666666")
+            boxes.append((xcol[thr] - 0.4, y + 0.1, col_w, h - 0.2, "#FFF2B3", "none"))
+        text(x_t, y + 0.45 + line / 2, f"{t:.2f}", family=_MONO, color="#555555",
+             va="center")
+        text(xcol[thr], y + 0.45 + line / 2, kind, fontweight="bold", family=_MONO,
+             va="center")
+        for j, ln in enumerate(wrapped):
+            text(xcol[thr], y + 0.45 + line * (j + 1.5), ln, color="#444444", va="center")
+        y += h
+    for ln in tail_lines:
+        text(0.8, y + 1.2, ln, color="#AA0000", fontweight="bold", va="center")
+        y += 2.2
+    for ln in ("threads 0 and 3 (A and D) compute until the HDEC poke; thread 3 is not",
+               "shown. Shaded: the accesses the race is about."):
+        text(0.8, y + 1.3, ln, color="#666666", va="center")
+        y += 2.2
     _boxes(target, boxes, lw=0.8)
     _draw_texts(target, texts)
     _displayable(fig)
