@@ -485,8 +485,18 @@ def reentry_delivery(*, dec_expired: bool = True, external: bool = False,
     # skip the docstring: from the first line after its closing quotes
     start = next(k for k, (_n, ln) in enumerate(body) if k > 0 and ln.strip().endswith('"""'))
     body = body[start + 1:]
-    W, rh = 118.0, 2.55
-    H = max(8.0 + rh * len(body) + 2.0, 60.0)
+    # Laid out in tenths of an inch, 70 wide (the book's width), text 9 pt: what was
+    # pending and what kvmppc_cede_reentry did side by side, the interrupts the guest
+    # takes under them, then the function's source with the lines that ran highlighted.
+    W, rh, line = 70.0, 1.55, 2.3
+    inp = r.inputs
+    ee = inp["msr_ee"] and not inp["injected"]
+    order = list(r.order) or [(0, "nothing")]
+    extra_lines = ([textwrap.wrap("still pending: " + r.still_pending, 78)]
+                   if r.still_pending else [])
+    n_below = len(order) + sum(len(x) for x in extra_lines) + 1
+    y_code = 4.0 + 1.2 + 4 * line + 2.4 + 1.2 + n_below * line + 2.6
+    H = y_code + 1.4 + rh * len(body) + 1.0
     if fig is None:
         fig = _new_figure((W / 10, H / 10))
     else:
@@ -496,62 +506,62 @@ def reentry_delivery(*, dec_expired: bool = True, external: bool = False,
     boxes: list[tuple] = []
 
     def text(x: float, y: float, s: str, **kw: Any) -> None:
-        texts.append((x, y, s, kw))
+        texts.append((x, y, s, {"fontsize": 9, **kw}))
 
-    inp = r.inputs
-    ee = inp["msr_ee"] and not inp["injected"]
-    text(1, 2.2, "kvmppc_cede_reentry: what a woken vcpu gets", fontsize=10.5,
+    text(0.8, 2.0, "kvmppc_cede_reentry: what a woken vcpu gets", fontsize=10.5,
          fontweight="bold")
-    y = 6.5
-    text(1, y, "Pending as thread 2 re-enters (S3's wake-up):", fontsize=8.5,
-         fontweight="bold")
+    y0 = 4.8
+    text(0.8, y0, "Pending as thread 2 re-enters:", fontweight="bold")
     pend = pending_names((_EXT_PENDING if inp["external"] else 0)
                          | (_DEC_PENDING if inp["injected"] else 0)) or "none"
+    y = y0
     for lab, val in (("pending_exceptions", pend),
                      ("DEC", "negative (expired)" if inp["dec_expired"] else "armed"),
                      ("MSR[EE]", ("0 (host's injection)" if inp["injected"] and inp["msr_ee"]
                                   else "1" if ee else "0")),
-                     ("already injected", "0x900 by the host" if inp["injected"] else "no")):
-        y += 3.0
-        text(2, y, lab, fontsize=8)
-        text(20, y, val, fontsize=8, family=_MONO)
-    y += 5.0
-    text(1, y, "kvmppc_cede_reentry:", fontsize=8.5, fontweight="bold")
-    synth = {0: "nothing synthesized", 0x500: "external synthesized at 0x500",
-             0x900: "decrementer synthesized at 0x900"}[r.vector]
+                     ("injected", "0x900 by the host" if inp["injected"] else "no")):
+        y += line
+        text(1.4, y, lab)
+        text(14.2, y, val, family=_MONO)
+    x2 = 37.5
+    text(x2, y0, "kvmppc_cede_reentry:", fontweight="bold")
+    synth = {0: "nothing", 0x500: "external at 0x500",
+             0x900: "decrementer at 0x900"}[r.vector]
+    y = y0
     for lab, val, hot in (("synthesizes", synth, bool(r.vector)),
                           ("LPCR_MER", "set" if r.mer else "clear", r.mer),
                           ("ceded", str(r.ceded), False)):
-        y += 3.0
-        text(2, y, lab, fontsize=8)
-        text(20, y, val, fontsize=8, family=_MONO, fontweight="bold" if hot else "normal",
+        y += line
+        text(x2 + 0.6, y, lab)
+        text(x2 + 11.0, y, val, family=_MONO, fontweight="bold" if hot else "normal",
              color="#AA3377" if hot else "#222222")
-    y += 5.0
-    text(1, y, "The guest then takes, in order:", fontsize=8.5, fontweight="bold")
-    if not r.order:
-        y += 3.0
-        text(2, y, "nothing", fontsize=8)
-    for k, (vec, how) in enumerate(r.order, 1):
-        y += 3.0
-        boxes.append((2, y - 1.2, 6.0, 2.4, VECTOR_COLOURS.get(vec, "#BBBBBB"), "none"))
-        text(5, y, f"{vec:#x}", fontsize=7, ha="center", family=_MONO, color="white",
-             fontweight="bold")
-        text(9, y, f"{k}. {how}", fontsize=7.5)
-    if r.still_pending:
-        y += 3.0
-        text(2, y, "still pending: " + r.still_pending, fontsize=7.2, color="#AA0000")
-    y += 3.0
-    text(2, y, f"next guest step: {r.next_step}", fontsize=7.2, color="#555555")
-    x0 = 54.0
-    text(x0, 6.5, "kvmcede/realmode.py, kvmppc_cede_reentry (lines run: highlighted)",
-         fontsize=8, fontweight="bold")
-    yy = 8.5
+    y = y0 + 4 * line + 2.4
+    text(0.8, y, "The guest then takes, in order:", fontweight="bold")
+    for k, (vec, how) in enumerate(order, 1):
+        y += line
+        if not vec:
+            text(1.4, y, how)
+            continue
+        boxes.append((1.4, y - 1.0, 6.0, 2.0, VECTOR_COLOURS.get(vec, "#BBBBBB"), "none"))
+        text(4.4, y, f"{vec:#x}", ha="center", family=_MONO, color="white",
+             fontweight="bold", va="center")
+        text(8.2, y, f"{k}. {how}", va="center")
+    for lines in extra_lines:
+        for ln in lines:
+            y += line
+            text(1.4, y, ln, color="#AA0000")
+    y += line
+    text(1.4, y, f"next guest step: {r.next_step}", color="#555555")
+    x0 = 0.8
+    text(x0, y_code, "kvmcede/realmode.py, kvmppc_cede_reentry (lines run: highlighted)",
+         fontweight="bold")
+    yy = y_code + 1.0
     for n, ln in body:
         run = n in r.lines_run
         if run:
-            boxes.append((x0 - 0.5, yy, W - x0 - 0.5, rh, "#D9F0D3", "none"))
-        text(x0, yy + rh / 2, ln.replace("\t", "    ")[:100], fontsize=6.8, family=_MONO,
-             color="#111111" if run else "#999999")
+            boxes.append((x0 - 0.4, yy, W - x0, rh, "#D9F0D3", "none"))
+        text(x0, yy + rh / 2, _ellipsize(ln.replace("\t", "    "), 92), family=_MONO,
+             color="#111111" if run else "#888888", va="center")
         yy += rh
     _boxes(target, boxes, lw=0.4)
     _draw_texts(target, texts)
