@@ -668,6 +668,18 @@ def test_state_view_text_is_legible_at_the_books_width(trace):
     assert sizes and min(sizes) >= 9
 
 
+@pytest.mark.parametrize("make", [
+    lambda: plots.registers_view(Config()),
+    lambda: plots.nap_save_restore(save=False),
+    lambda: plots.exit_race_window(0.15, no_ipi_on_exit=True, no_exit_recheck=True),
+    lambda: plots.reentry_delivery(external=True, msr_ee=False),
+], ids=["registers_view", "nap_save_restore", "exit_race_window", "reentry_delivery"])
+def test_walkthrough_figures_are_legible_at_the_books_width(make):
+    fig = make()
+    assert fig.get_figwidth() <= 7.0
+    assert min(size for text, size in plots.figure_fontsizes(fig) if text.strip()) >= 9
+
+
 @pytest.mark.parametrize("make", ["timeline", "timeline_vcpus", "comparison", "explorer"])
 def test_every_plotting_panel_has_axis_labels_and_legible_text(trace, make):
     """Every visible axes with a frame names what it plots (x or y label, with its

@@ -16,8 +16,11 @@ from .timeline_data import (
     _timeline_data,
 )
 from .timelines import (
-    _LEGEND_COLS,
+    _LEGEND_ROW_IN,
     _ROW_IN,
+    _legend_entries,
+    _legend_kw,
+    _legend_rows,
     _trace_handles,
     timeline,
 )
@@ -35,11 +38,10 @@ def explorer_result(result: Any, *, fig: Figure | None = None) -> Figure:
     handles: list[Any] = []
     if tr is not None:
         d = _timeline_data(tr)
-        handles = _trace_handles(d, False)
-        ncol = min(_LEGEND_COLS, max(1, len(handles)))
-        leg_h = 0.19 * -(-len(handles) // ncol) + 0.12
+        handles, labels = _legend_entries(_trace_handles(d, False), full=False)
+        leg_h = _LEGEND_ROW_IN * _legend_rows(len(handles)) + 0.12
         rows_h = _ROW_IN * (1 + len(d.threads))
-        h = head_h + 0.2 + rows_h + 0.5 + leg_h
+        h = head_h + 0.2 + rows_h + 0.58 + leg_h
     else:
         h = head_h
     if fig is None:
@@ -72,15 +74,14 @@ def explorer_result(result: Any, *, fig: Figure | None = None) -> Figure:
                f": {v.depth} steps)")
     head.text(0.01, 0.76, verdict, fontsize=13, fontweight="bold", color=colour,
               va="center")
-    head.text(0.01, 0.42, stats, fontsize=9, va="center")
+    head.text(0.01, 0.42, stats, fontsize=10, va="center")
     if msg:
-        head.text(0.01, 0.14, _ellipsize(msg, 150), fontsize=8.5, va="center",
+        head.text(0.01, 0.14, _ellipsize(msg, 130), fontsize=9.5, va="center",
                   color="#444444")
     if tr is not None:
-        bottom = 0.5 + leg_h
+        bottom = 0.58 + leg_h
         ax = fig.add_axes((1.0 / 10, bottom / h, 1 - 1.2 / 10, rows_h / h))
         timeline(tr, ax=ax, title="", legend=False)
-        fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.01),
-                   ncol=ncol, fontsize=7.5, frameon=False, handlelength=1.6,
-                   columnspacing=1.4)
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01),
+                   **_legend_kw(len(handles)))
     return fig
