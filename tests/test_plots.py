@@ -154,7 +154,8 @@ def test_timeline_ipi_arrows_only_in_window(trace):
 
 
 def test_timeline_legend_names_activities_and_markers(trace):
-    fig = plots.timeline(trace)
+    # the full key (legend="all"): every activity and marker under its own name
+    fig = plots.timeline(trace, legend="all")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     for want in ("guest code: vcpu 0", "napping (H_CEDE)", "exiting the guest",
                  "offline, idle in the host (POWER7: secondary_nap)",
@@ -163,6 +164,38 @@ def test_timeline_legend_names_activities_and_markers(trace):
                  "external raised", "delivered at 0x500", "delivered at 0x900"):
         assert want in labels
     assert "vcpu ceded in the host" not in labels  # no vcpu rows asked for
+
+
+def test_timeline_default_legend_has_a_handful_of_grouped_entries(trace, long_trace):
+    for tr, vcpus in ((trace, False), (trace, True), (long_trace, True)):
+        fig = plots.timeline(tr, vcpus=vcpus)
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        full = [t.get_text() for t in
+                plots.timeline(tr, vcpus=vcpus, legend="all").legends[0].get_texts()]
+        assert len(labels) <= 8 < len(full)
+        # the groups still name what they hold
+        text = " ".join(labels)
+        for word in ("guest code of vcpus 0", "napping (H_CEDE)", "exiting the guest",
+                     "HDEC poke", "IPI"):
+            assert word in text
+    legend_fig = plots.timeline_legend(trace, vcpus=True)
+    assert len(legend_fig.legends[0].get_texts()) <= 8
+
+
+def test_timeline_labels_guest_bars_with_their_vcpu():
+    # S5: vcpu 1 runs on thread 0 after 234 us (its ptid is not its number)
+    from kvmcede.scenarios import scenario
+
+    tr = scenario("S5").run()
+    fig = plots.timeline(tr, 230, 250, vcpus=True)
+    ax = fig.axes[0]
+    row_y = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks(),
+                     strict=True))
+    labels = [(t.get_text(), t.get_position()[1]) for t in ax.texts
+              if t.get_gid() == "vcpu-label"]
+    assert ("v1", row_y["thread 0"]) in labels
+    # every label sits on a thread row, on a bar in its vcpu's colour
+    assert all(y in [row_y[f"thread {i}"] for i in range(4)] for _, y in labels)
 
 
 def test_timeline_marks_cedes_and_exit_reasons(trace):
@@ -186,7 +219,9 @@ def test_timeline_marks_prods_on_the_host_row():
     # whole-core exit it caused)
     handled = next(tr.us(e.time) for e in tr.events if e.kind == "kvmppc_pseries_do_hcall")
     assert xs == pytest.approx([45, handled]) and handled > 45
-    assert "H_PROD: prodded = 1" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("H_PROD" in t.get_text() for t in fig.legends[0].get_texts())
+    full = plots.timeline(tr, legend="all")
+    assert "H_PROD: prodded = 1" in [t.get_text() for t in full.legends[0].get_texts()]
 
 
 def test_timeline_vcpu_rows_show_each_vcpu(trace):
@@ -438,14 +473,19 @@ def test_exit_groups_cover_the_metrics_reasons():
     assert plots.exit_group("trap 0x700") == "other"
 
 
-def test_explorer_result_states_the_verdict():
+def _explorer_violation():
     from types import SimpleNamespace
     cfg = Config(threads_per_core=2, vcpus=2)
     tr = walk_trace(cfg, Workload(((Busy(5), Idle(5)), (Idle(5),))), 30)
-    bad = SimpleNamespace(ok=False, finished=True, states=1234, transitions=5678,
-                          seconds=1.5, violation=SimpleNamespace(
-                              name="nap_is_flagged", kind="invariant",
-                              message="thread 1 naps unflagged", trace=tr, depth=30))
+    return SimpleNamespace(ok=False, finished=True, states=1234, transitions=5678,
+                           seconds=1.5, violation=SimpleNamespace(
+                               name="nap_is_flagged", kind="invariant",
+                               message="thread 1 naps unflagged", trace=tr, depth=30))
+
+
+def test_explorer_result_states_the_verdict():
+    from types import SimpleNamespace
+    bad = _explorer_violation()
     strings = plots.figure_strings(plots.explorer_result(bad))
     assert "✗ invariant 'nap_is_flagged' violated" in strings
     assert any("1,234 states" in s for s in strings)
@@ -470,3 +510,211 @@ def test_every_step_the_model_can_take_has_an_explanation():
 
 def test_steps_of_a_simulation_all_have_explanations(long_trace):
     assert all(plots.explain_step(st) for _t, st in long_trace.steps)
+
+
+# The public names of kvmcede.plots before it became a package (``dir()`` of the module,
+# without the underscore names): every one must still be there, the same object as in
+# the module that now defines it.
+_PLOTS_NAMES_BEFORE_THE_SPLIT = (
+    "ACTIVITY_COLOURS",
+    "ACTIVITY_LABELS",
+    "Any",
+    "BOOK3S_IRQPRIO_DECREMENTER",
+    "BOOK3S_IRQPRIO_EXTERNAL",
+    "BOOK3S_IRQPRIO_EXTERNAL_LEVEL",
+    "ClassVar",
+    "ComparisonArtists",
+    "Dec",
+    "EXIT_GROUPS",
+    "ExitRace",
+    "Figure",
+    "FigureCanvasAgg",
+    "FontProperties",
+    "Line2D",
+    "LineCollection",
+    "Machine",
+    "NapMoments",
+    "POLICY_COLOURS",
+    "Patch",
+    "RACE_OFFSETS_US",
+    "RACE_OUTCOMES",
+    "REGS_LOST",
+    "Reentry",
+    "RendererAgg",
+    "RendererBase",
+    "STEP_EXPLANATIONS",
+    "TYPE_CHECKING",
+    "TextToPath",
+    "VCORE_STATE_NAMES",
+    "VCPU_COLOURS",
+    "VCPU_STATE_NAMES",
+    "VECTOR_COLOURS",
+    "WIDTH_RANGE",
+    "annotations",
+    "bisect",
+    "comparison",
+    "dataclass",
+    "entry_count",
+    "exit_count",
+    "exit_group",
+    "exit_race",
+    "exit_race_outcomes",
+    "exit_race_window",
+    "explain_step",
+    "explorer_result",
+    "fast_canvas",
+    "figure_strings",
+    "is_finite",
+    "is_number",
+    "nap_moments",
+    "nap_save_restore",
+    "np",
+    "pending_names",
+    "redraw_timeline",
+    "reentry",
+    "reentry_delivery",
+    "registers_view",
+    "rgba_to_png",
+    "show",
+    "state_view",
+    "step_position",
+    "step_window",
+    "struct",
+    "sys",
+    "thread_activity",
+    "timeline",
+    "timeline_end",
+    "timeline_legend",
+    "to_png",
+    "vcpu_activity",
+    "weakref",
+    "zlib",
+)
+
+
+def test_the_plots_package_keeps_every_public_name():
+    import types
+
+    missing = [n for n in _PLOTS_NAMES_BEFORE_THE_SPLIT if not hasattr(plots, n)]
+    assert missing == []
+    for n in plots.__all__:
+        obj = getattr(plots, n)
+        assert not isinstance(obj, types.ModuleType), n  # no submodule hides a function
+    assert callable(plots.timeline) and callable(plots.state_view)
+    assert callable(plots.comparison)
+    from kvmcede.plots import timelines
+    assert timelines.timeline is plots.timeline
+
+
+# ---- readability: colours, text sizes, axis labels ----------------------------------------
+
+def _lightness(colour: str) -> float:
+    """CIELAB L* of a colour (0 black .. 100 white)."""
+    r, g, b, _ = to_rgba(colour)
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return 116 * y ** (1 / 3) - 16 if y > 0.008856 else 903.3 * y
+
+
+def _colour_meanings() -> dict[str, list[str]]:
+    """Every colour the figures give a meaning to, with its meanings."""
+    from kvmcede.plots import style
+
+    out: dict[str, list[str]] = {}
+
+    def put(colour: str, meaning: str) -> None:
+        out.setdefault(to_rgba(colour)[:3].__repr__(), []).append(meaning)
+
+    for v, c in enumerate(plots.VCPU_COLOURS):
+        put(c, f"guest code of vcpu {v}")
+    for act, c in plots.ACTIVITY_COLOURS.items():
+        put(c, plots.ACTIVITY_LABELS[act])
+    for vec, c in plots.VECTOR_COLOURS.items():
+        put(c, f"interrupt at {vec:#x}")
+    put(style.HDEC_COLOUR, "HDEC poke / host tick")
+    put(style.GUEST_COLOUR, "guest code (all vcpus)")
+    for key, c in style.IPI_COLOURS.items():
+        put(c, f"IPI ({key})")
+    for _, label, c in plots.EXIT_GROUPS:
+        put(c, f"whole-core exits: {label}")
+    for label, c in plots.RACE_OUTCOMES.values():
+        put(c, f"exit race: {label}")
+    return out
+
+
+def test_no_colour_has_two_meanings():
+    two = {c: m for c, m in _colour_meanings().items() if len(m) > 1}
+    assert two == {}
+
+
+def test_distinct_activities_have_distinct_colours_and_greys_differ_clearly():
+    colours = [to_rgba(c) for c in plots.ACTIVITY_COLOURS.values()]
+    assert len(set(colours)) == len(colours)
+    assert not set(colours) & {to_rgba(c) for c in plots.VCPU_COLOURS}
+    greys = sorted(_lightness(c) for c in plots.ACTIVITY_COLOURS.values()
+                   if len(set(to_rgba(c)[:3])) == 1)
+    assert len(greys) >= 4
+    from itertools import pairwise
+    steps = [b - a for a, b in pairwise(greys)]
+    assert min(steps) >= 10, greys  # CIELAB lightness steps a reader can tell apart
+
+
+def test_state_view_text_is_legible_at_the_books_width(trace):
+    s = trace.state_after(40)
+    fig = plots.state_view(s, trace.config, "after step 40", previous=trace.state_after(39),
+                           workload=FOUR)
+    assert fig.get_figwidth() <= 7.0  # the book's content width: shown at full size
+    sizes = [size for text, size in plots.figure_fontsizes(fig) if text.strip()]
+    assert sizes and min(sizes) >= 9
+
+
+@pytest.mark.parametrize("make", [
+    lambda: plots.registers_view(Config()),
+    lambda: plots.nap_save_restore(save=False),
+    lambda: plots.exit_race_window(0.15, no_ipi_on_exit=True, no_exit_recheck=True),
+    lambda: plots.reentry_delivery(external=True, msr_ee=False),
+], ids=["registers_view", "nap_save_restore", "exit_race_window", "reentry_delivery"])
+def test_walkthrough_figures_are_legible_at_the_books_width(make):
+    fig = make()
+    assert fig.get_figwidth() <= 7.0
+    assert min(size for text, size in plots.figure_fontsizes(fig) if text.strip()) >= 9
+
+
+@pytest.mark.parametrize("make", ["timeline", "timeline_vcpus", "comparison", "explorer"])
+def test_every_plotting_panel_has_axis_labels_and_legible_text(trace, make):
+    """Every visible axes with a frame names what it plots (x or y label, with its
+    unit); tables and diagrams drawn without axes are exempt.  Text is at least 8 pt."""
+    if make == "timeline":
+        fig = plots.timeline(trace)
+    elif make == "timeline_vcpus":
+        fig = plots.timeline(trace, 0, 50, vcpus=True)
+    elif make == "comparison":
+        host = simulate(Config(policy="host"), FOUR, until=100)
+        fig = plots.comparison(host, trace, title="t")
+    else:
+        fig = plots.explorer_result(_explorer_violation())
+    plotted = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert plotted
+    for ax in plotted:
+        assert ax.get_xlabel() or ax.get_ylabel(), ax.get_title()
+    for ax in plotted:
+        for label in (ax.get_xlabel(), ax.get_ylabel()):
+            if label and label not in ("step",):
+                assert "(" in label and ")" in label, label  # the unit, in brackets
+    if make != "timeline" and make != "timeline_vcpus":
+        return
+    assert min(size for _, size in plots.figure_fontsizes(fig)) >= 8
+
+
+def test_comparison_bar_panels_have_y_axes_in_their_units(trace):
+    host = simulate(Config(policy="host"), FOUR, until=100)
+    fig = plots.comparison(host, trace)
+    ylabels = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert ylabels == ["exits (count)", "IPIs (count)", "guest time lost (µs)",
+                       "latency (µs)"]
+    exits_ax = fig.axes[0]
+    ticks = [t.get_text() for t in exits_ax.get_yticklabels()]
+    top = max(host.metrics.whole_core_exits, trace.metrics.whole_core_exits)
+    # the tick labels are in exits: the tallest bar (1.0 of the panel) reads `top`
+    values = [float(t.replace(",", "")) for t in ticks if t]
+    assert values[0] == 0 and max(values) >= top * 0.75
