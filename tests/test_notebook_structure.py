@@ -21,8 +21,8 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CHAPTERS = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 EXPECTED = [
     "00-preface", "01-the-machine", "02-the-problem", "03-nap", "04-ceding-in-real-mode",
-    "05-waking-up", "06-leaving-together", "07-the-host-side", "08-races",
-    "09-before-and-after", "10-what-came-later",
+    "05-waking-up", "06-leaving-together", "07-the-host-side", "08-waiting-and-waking",
+    "09-races", "10-before-and-after", "11-what-came-later",
 ]
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -134,6 +134,6 @@ def test_code_cells_stay_short(notebook):
 
 
 def test_chapters_that_model_inferred_behaviour_say_so():
-    for stem in ("02-the-problem", "09-before-and-after", "10-what-came-later"):
+    for stem in ("02-the-problem", "10-before-and-after", "11-what-came-later"):
         md = _markdown(_load(NOTEBOOKS / f"{stem}.ipynb"))
         assert "inferred" in md.lower(), f"{stem}: policy 'host' is inferred; say so"

@@ -85,7 +85,7 @@ def is_notebook(docname: str) -> bool:
 
 
 def is_chapter(docname: str) -> bool:
-    """Chapters 01-10 (the preface, 00, is front matter and may have no figure)."""
+    """Chapters 01-11 (the preface, 00, is front matter and may have no figure)."""
     return is_notebook(docname) and not Path(docname).name.startswith("00-")
 
 
