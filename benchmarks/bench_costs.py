@@ -2,7 +2,7 @@
 
 For each cost in ``COSTS`` the script scales it by 0.25, 1 and 4 (all other costs at
 their defaults) and simulates the ``headline`` scenario under both policies and a small
-idle-fraction sweep (random workloads, as in chapter 9).  It prints, per setting:
+idle-fraction sweep (random workloads, as in chapter 10).  It prints, per setting:
 whole-core exits, IPIs (to nappers + host kicks), guest time lost to idleness, H_CEDE
 exits taken by a primary that was still alone in the guest (entry count 1: the
 thread-start race), and the mean wake-up latency of a decrementer delivered to a napping
