@@ -31,7 +31,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 from .config import Config
 from .guest import Workload
 from .model import Model
-from .plots import ACTIVITY_COLOURS, VCPU_COLOURS, _new_figure
+from .plots import ACTIVITY_COLOURS, VCPU_COLOURS
+from .plots.render import _new_figure
 from .realmode import STEP_NAME
 from .sim import LOC_ACTIVITY
 from .state import VCORE_STATE_NAMES, VCPU_STATE_NAMES, Machine, entry_count, exit_count
