@@ -53,11 +53,27 @@ def show_source(obj: Callable | type, *, title: bool = True):
         mod = inspect.getmodule(obj)
         where = (mod.__name__.replace(".", "/") + ".py") if mod else "?"
         text = f"# {where}, line {first}\n" + text
-    try:
-        from IPython.display import Code
-    except ImportError:  # pragma: no cover - IPython comes with every notebook extra
-        return text
-    return Code(text, language="python")
+    return _Source(text)
+
+
+class _Source:
+    """Python source shown highlighted in Jupyter and on the site (HTML), as plain text
+    elsewhere.  Unlike ``IPython.display.Code`` it offers no LaTeX form: a LaTeX output
+    would make the book's pages load MathJax (from the network) for no mathematics."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text
+
+    def __repr__(self) -> str:
+        return self.data
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        fmt = HtmlFormatter(noclasses=True, nobackground=True)
+        return highlight(self.data, PythonLexer(), fmt)
 
 
 def show_events(tr: Trace, *kinds: str, vcpu: int | None = None, start: float = 0.0,

@@ -48,6 +48,23 @@ if TYPE_CHECKING:
 # of outcomes, so the pictures cannot drift from the code.
 # =============================================================================================
 
+
+def _sheet(fig: Any, W: float, H: float) -> tuple:
+    """A text-and-boxes figure ``W`` x ``H`` tenths of an inch (a new one, or ``fig``
+    resized): ``(fig, target, texts, boxes, text)``, where ``text(x, y, s, **kw)`` queues
+    a 9 pt text (unless ``fontsize`` says otherwise) and ``boxes`` takes rectangles."""
+    if fig is None:
+        fig = _new_figure((W / 10, H / 10))
+    else:
+        fig.set_size_inches(W / 10, H / 10)
+    texts: list[tuple[float, float, str, dict]] = []
+    boxes: list[tuple] = []
+
+    def text(x: float, y: float, s: str, **kw: Any) -> None:
+        texts.append((x, y, s, {"fontsize": 9, **kw}))
+
+    return fig, (fig, _tenths(fig, H)), texts, boxes, text
+
 def _nap_demo(save: bool, compute: bool) -> Trace:
     """vcpu 0 computes for 60 µs; vcpus 1-3 (optionally) compute a 5 µs burst, idle for
     15 µs with their timer armed and compute again; ablation ``no_nv_save`` if not
@@ -283,16 +300,7 @@ def exit_race_window(offset_us: float = 0.15, *, no_ipi_on_exit: bool = False,
     body = sum(line * (1 + len(c[3])) + 0.9 for c in cells)
     tail_lines = textwrap.wrap(tail, 80) if tail else []
     H = top + body + 2.2 * len(tail_lines) + 2 * 2.2 + 1.5
-    if fig is None:
-        fig = _new_figure((W / 10, H / 10))
-    else:
-        fig.set_size_inches(W / 10, H / 10)
-    target = (fig, _tenths(fig, H))
-    texts: list[tuple[float, float, str, dict]] = []
-    boxes: list[tuple] = []
-
-    def text(x: float, y: float, s: str, **kw: Any) -> None:
-        texts.append((x, y, s, {"fontsize": 9, **kw}))
+    fig, target, texts, boxes, text = _sheet(fig, W, H)
 
     text(0.8, 2.0, f"B's exit vs C's cede (S12){abl_txt}", fontsize=10.5, fontweight="bold")
     text(0.8, 4.4, f"B's MMIO access {r.measured_us:+.2f} µs after C's H_CEDE",
@@ -497,16 +505,7 @@ def reentry_delivery(*, dec_expired: bool = True, external: bool = False,
     n_below = len(order) + sum(len(x) for x in extra_lines) + 1
     y_code = 4.0 + 1.2 + 4 * line + 2.4 + 1.2 + n_below * line + 2.6
     H = y_code + 1.4 + rh * len(body) + 1.0
-    if fig is None:
-        fig = _new_figure((W / 10, H / 10))
-    else:
-        fig.set_size_inches(W / 10, H / 10)
-    target = (fig, _tenths(fig, H))
-    texts: list[tuple[float, float, str, dict]] = []
-    boxes: list[tuple] = []
-
-    def text(x: float, y: float, s: str, **kw: Any) -> None:
-        texts.append((x, y, s, {"fontsize": 9, **kw}))
+    fig, target, texts, boxes, text = _sheet(fig, W, H)
 
     text(0.8, 2.0, "kvmppc_cede_reentry: what a woken vcpu gets", fontsize=10.5,
          fontweight="bold")
